@@ -1,0 +1,83 @@
+// How a domain module (screening, referral, careplan, ...) plugs into the FHIR core.
+// The core calls these hooks for every write, whichever route it came by (REST create/update/
+// patch, batch, transaction), inside the write's database transaction.
+import type { OperationDefinition, Resource } from '@medplum/fhirtypes';
+
+/** Who is acting. Filled by the auth layer; absent fields mean "system" (internal writes, seeding). */
+export interface RequestContext {
+  requestId?: string;
+  clientId?: string;
+  /** Organization/{id} reference of the acting client's organisation. */
+  organization?: string;
+  scopes?: string[];
+  /** Set for writes done by the server itself (seeding, protocols) that bypass client checks. */
+  system?: boolean;
+  /** The request's base URL, e.g. http://localhost:8080/fhir */
+  baseUrl?: string;
+  /** Raw X-Provenance header value (a Provenance resource as JSON), if the client sent one. */
+  provenanceHeader?: string;
+}
+
+export type SearchQuery = Record<string, string | string[]>;
+
+/** The part of the repository a domain module may use. Calls inside a hook join its transaction. */
+export interface ResourceRepository {
+  create<T extends Resource>(resource: T): Promise<T>;
+  read<T extends Resource>(type: T['resourceType'], id: string): Promise<T>;
+  /** Throws 412 when ifMatch (a version id) is given and stale. */
+  update<T extends Resource>(resource: T, options?: { ifMatch?: string }): Promise<T>;
+  delete(type: string, id: string): Promise<void>;
+  /** Matching resources (first page only unless _count says otherwise). */
+  search<T extends Resource>(type: T['resourceType'], query: SearchQuery): Promise<T[]>;
+  history<T extends Resource>(type: T['resourceType'], id: string): Promise<T[]>;
+  /** Enqueue a durable background job in the same transaction (see @tic/jobs). */
+  enqueueJob?(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void>;
+}
+
+export type WriteInteraction = 'create' | 'update' | 'patch' | 'delete';
+
+export interface WriteHookContext {
+  repo: ResourceRepository;
+  request: RequestContext;
+  interaction: WriteInteraction;
+  /** The current stored version before this write (update, patch, delete). */
+  previous?: Resource;
+}
+
+export interface OperationRequest {
+  resourceType?: string;
+  id?: string;
+  method: 'GET' | 'POST';
+  /** Parsed body (Parameters or a resource) for POST. */
+  body?: Resource;
+  query: Record<string, string[]>;
+  repo: ResourceRepository;
+  request: RequestContext;
+}
+
+export interface FhirOperation {
+  /** Without the $, e.g. "extract". */
+  code: string;
+  resourceTypes: string[];
+  system?: boolean;
+  type?: boolean;
+  instance?: boolean;
+  /** Operations that change nothing may be called with GET. */
+  affectsState?: boolean;
+  definition?: OperationDefinition;
+  handler(req: OperationRequest): Promise<Resource>;
+}
+
+export interface DomainModule {
+  name: string;
+  /** Conformance resources (Questionnaires, CodeSystems, ...) seeded idempotently at start. */
+  conformanceResources?(): Resource[];
+  /**
+   * Runs before a resource is stored, inside the transaction. May return a modified resource.
+   * Throw an OperationOutcomeError to refuse the write (nothing is stored).
+   */
+  beforeWrite?(resource: Resource, ctx: WriteHookContext): Promise<Resource | void>;
+  /** Runs after the resource is stored, inside the same transaction (e.g. write dependents). */
+  afterWrite?(resource: Resource, ctx: WriteHookContext): Promise<void>;
+  operations?: FhirOperation[];
+}
