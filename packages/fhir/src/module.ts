@@ -10,6 +10,10 @@ export interface RequestContext {
   /** Organization/{id} reference of the acting client's organisation. */
   organization?: string;
   scopes?: string[];
+  /** May read resources labelled R or V in meta.security. */
+  canReadRestricted?: boolean;
+  /** May search AuditEvents. */
+  auditor?: boolean;
   /** Set for writes done by the server itself (seeding, protocols) that bypass client checks. */
   system?: boolean;
   /** The request's base URL, e.g. http://localhost:8080/fhir */
@@ -70,6 +74,11 @@ export interface FhirOperation {
 
 export interface DomainModule {
   name: string;
+  /**
+   * Resource types whose writes the hooks need to see; omitted means every type. Writes of other
+   * types skip the hooks (and so can take the single-statement fast path).
+   */
+  resourceTypes?: string[];
   /** Conformance resources (Questionnaires, CodeSystems, ...) seeded idempotently at start. */
   conformanceResources?(): Resource[];
   /**

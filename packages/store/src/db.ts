@@ -1,0 +1,162 @@
+// One small database interface over node-postgres (production, tests in CI) and PGlite (the
+// embedded default). The SQL is the same on both; only connection handling differs.
+import type { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+export interface QueryResult<R> {
+  rows: R[];
+  rowCount: number;
+}
+
+export interface Db {
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /** Runs several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /** Runs fn in one database transaction; commits if it resolves, rolls back if it throws. */
+  transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
+  /** True inside a transaction. */
+  readonly inTransaction: boolean;
+  readonly dialect: 'postgres' | 'pglite';
+  close(): Promise<void>;
+}
+
+// Timestamps and bigints come back as strings so JSON content stays exactly as written.
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === 20 || oid === 1184 || oid === 1114 || oid === 1082) return (v: string) => v;
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+class PgClientDb implements Db {
+  readonly inTransaction = true;
+  readonly dialect = 'postgres' as const;
+  private readonly client: pg.PoolClient;
+  constructor(client: pg.PoolClient) {
+    this.client = client;
+  }
+  async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+    const r = await this.client.query({ text: sql, values: params, types });
+    return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+  }
+  async exec(sql: string): Promise<void> {
+    await this.client.query(sql);
+  }
+  async transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+    // Nested: a savepoint, so an inner failure can be handled without aborting the outer work.
+    const name = `sp_${Math.random().toString(36).slice(2, 10)}`;
+    await this.client.query(`SAVEPOINT ${name}`);
+    try {
+      const out = await fn(this);
+      await this.client.query(`RELEASE SAVEPOINT ${name}`);
+      return out;
+    } catch (e) {
+      await this.client.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      throw e;
+    }
+  }
+  async close(): Promise<void> {}
+}
+
+export class PgDb implements Db {
+  readonly inTransaction = false;
+  readonly dialect = 'postgres' as const;
+  readonly pool: pg.Pool;
+  constructor(connectionString: string, max = 20) {
+    this.pool = new pg.Pool({ connectionString, max });
+    // An idle client's error (e.g. the server restarting) must not crash the process.
+    this.pool.on('error', () => undefined);
+  }
+  async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+    const r = await this.pool.query({ text: sql, values: params, types });
+    return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+  }
+  async exec(sql: string): Promise<void> {
+    await this.pool.query(sql);
+  }
+  async transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const out = await fn(new PgClientDb(client));
+      await client.query('COMMIT');
+      return out;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+type PGliteTx = Parameters<Parameters<PGlite['transaction']>[0]>[0];
+
+class PGliteTxDb implements Db {
+  readonly inTransaction = true;
+  readonly dialect = 'pglite' as const;
+  private readonly tx: PGliteTx;
+  constructor(tx: PGliteTx) {
+    this.tx = tx;
+  }
+  async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+    const r = await this.tx.query<R>(sql, params as unknown[], { parsers: pgliteParsers });
+    return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+  }
+  async exec(sql: string): Promise<void> {
+    await this.tx.exec(sql);
+  }
+  async transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+    const name = `sp_${Math.random().toString(36).slice(2, 10)}`;
+    await this.tx.query(`SAVEPOINT ${name}`);
+    try {
+      const out = await fn(this);
+      await this.tx.query(`RELEASE SAVEPOINT ${name}`);
+      return out;
+    } catch (e) {
+      await this.tx.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      throw e;
+    }
+  }
+  async close(): Promise<void> {}
+}
+
+const asText = (v: string) => v;
+const pgliteParsers = { 20: asText, 1184: asText, 1114: asText, 1082: asText };
+
+export class PGliteDb implements Db {
+  readonly inTransaction = false;
+  readonly dialect = 'pglite' as const;
+  readonly pglite: PGlite;
+  constructor(pglite: PGlite) {
+    this.pglite = pglite;
+  }
+  static async open(dataDir?: string): Promise<PGliteDb> {
+    const { PGlite } = await import('@electric-sql/pglite');
+    const db = new PGlite(dataDir);
+    await db.waitReady;
+    return new PGliteDb(db);
+  }
+  async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
+    const r = await this.pglite.query<R>(sql, params as unknown[], { parsers: pgliteParsers });
+    return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+  }
+  async exec(sql: string): Promise<void> {
+    await this.pglite.exec(sql);
+  }
+  async transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+    return this.pglite.transaction((tx) => fn(new PGliteTxDb(tx)));
+  }
+  async close(): Promise<void> {
+    await this.pglite.close();
+  }
+}
+
+/** PostgreSQL when a URL is given, otherwise PGlite in dataDir (in memory when dataDir is undefined). */
+export async function openDatabase(options: { url?: string; dataDir?: string; poolSize?: number }): Promise<Db> {
+  if (options.url) return new PgDb(options.url, options.poolSize);
+  return PGliteDb.open(options.dataDir);
+}

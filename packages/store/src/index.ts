@@ -1,0 +1,7 @@
+export * from './db.ts';
+export * from './migrations.ts';
+export * from './indexer.ts';
+export * from './access.ts';
+export * from './repository.ts';
+export * from './search.ts';
+export * from './write.ts';

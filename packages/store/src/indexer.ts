@@ -1,0 +1,220 @@
+// Turns a resource into search-index rows, one set per index table, by evaluating each standard
+// R4 SearchParameter's FHIRPath expression. Expressions are compiled once per resource type.
+import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
+import type { FhirPathAtom, TypedValue } from '@medplum/core';
+import type { Resource, SearchParameter } from '@medplum/fhirtypes';
+import { searchParametersFor } from '@tic/fhir';
+
+export interface IndexRows {
+  token: Array<[code: string, system: string | null, value: string | null, display: string | null]>;
+  string: Array<[code: string, value: string, norm: string]>;
+  reference: Array<[code: string, targetType: string | null, targetId: string | null, reference: string]>;
+  date: Array<[code: string, low: string, high: string]>;
+  number: Array<[code: string, value: string]>;
+  quantity: Array<[code: string, value: string, system: string | null, unit: string | null]>;
+  uri: Array<[code: string, value: string]>;
+}
+
+export type IndexTable = keyof IndexRows;
+
+interface CompiledParam {
+  code: string;
+  type: SearchParameter['type'];
+  atom: FhirPathAtom;
+}
+
+/** Columns held on the resource row itself, not in index tables. */
+// _compartment and _project are Medplum-internal additions to the R4 set; not part of this server.
+const columnParams = new Set(['_id', '_lastUpdated', '_compartment', '_project']);
+const unsupportedTypes = new Set(['composite', 'special']);
+
+const compiled = new Map<string, CompiledParam[]>();
+
+function relevantExpression(type: string, expression: string): string | undefined {
+  // Multi-resource parameters have unions such as "AllergyIntolerance.code | Condition.code".
+  // Keep only this type's branches so evaluation does no wasted work.
+  const parts = expression.split(/\s+\|\s+/).filter((p) => {
+    const head = p.replace(/^\(+/, '');
+    return head.startsWith(type + '.') || head.startsWith('Resource.') || head.startsWith(type + ' ') || head === type;
+  });
+  return parts.length > 0 ? parts.join(' | ') : undefined;
+}
+
+export function compiledParamsFor(type: string): CompiledParam[] {
+  let list = compiled.get(type);
+  if (list) return list;
+  list = [];
+  for (const [code, sp] of Object.entries(searchParametersFor(type))) {
+    if (columnParams.has(code) || unsupportedTypes.has(sp.type) || !sp.expression) continue;
+    const expr = relevantExpression(type, sp.expression);
+    if (!expr) continue;
+    try {
+      list.push({ code, type: sp.type, atom: parseFhirPath(expr) });
+    } catch {
+      // An expression the FHIRPath engine cannot parse is skipped rather than failing writes.
+    }
+  }
+  compiled.set(type, list);
+  return list;
+}
+
+export function normalizeString(s: string): string {
+  return s.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase();
+}
+
+const DAY = 86_400_000;
+
+/** The [low, high) instant range a FHIR date/dateTime/instant denotes, by its precision. */
+export function dateRange(value: string): [string, string] | undefined {
+  const m = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$/.exec(value);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, frac, tz] = m;
+  const year = Number(y);
+  if (!mo) return [iso(Date.UTC(year, 0, 1)), iso(Date.UTC(year + 1, 0, 1))];
+  const month = Number(mo) - 1;
+  if (!d) return [iso(Date.UTC(year, month, 1)), iso(Date.UTC(year, month + 1, 1))];
+  const day = Number(d);
+  if (!h) {
+    const start = Date.UTC(year, month, day);
+    return [iso(start), iso(start + DAY)];
+  }
+  const offsetMs = tz && tz !== 'Z' ? (tz[0] === '-' ? -1 : 1) * (Number(tz.slice(1, 3)) * 60 + Number(tz.slice(4, 6))) * 60_000 : 0;
+  const base = Date.UTC(year, month, day, Number(h), Number(mi), s ? Number(s) : 0) - offsetMs;
+  if (!s) return [iso(base), iso(base + 60_000)];
+  const ms = frac ? Math.floor(Number(frac) * 1000) : 0;
+  const step = frac ? 1 : 1000;
+  return [iso(base + ms), iso(base + ms + step)];
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** Splits a reference string into its target type and id when it points at a FHIR resource. */
+export function parseReference(ref: string): { type?: string; id?: string } {
+  const m = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(ref);
+  return m ? { type: m[1], id: m[2] } : {};
+}
+
+function add(rows: IndexRows, code: string, type: string, tv: TypedValue): void {
+  const v = tv.value as any;
+  if (v === undefined || v === null) return;
+  switch (type) {
+    case 'token':
+      addToken(rows, code, tv.type, v);
+      return;
+    case 'string':
+      addString(rows, code, tv.type, v);
+      return;
+    case 'reference':
+      if (typeof v === 'string') {
+        const { type: t, id } = parseReference(v);
+        rows.reference.push([code, t ?? null, id ?? null, v]);
+      } else if (typeof v === 'object') {
+        if (typeof v.reference === 'string') {
+          const { type: t, id } = parseReference(v.reference);
+          rows.reference.push([code, t ?? null, id ?? null, v.reference]);
+        }
+        if (v.identifier?.value) rows.token.push([`${code}:identifier`, v.identifier.system ?? null, v.identifier.value, null]);
+      }
+      return;
+    case 'date':
+      addDate(rows, code, v);
+      return;
+    case 'number':
+      if (typeof v === 'number') rows.number.push([code, String(v)]);
+      else if (typeof v?.value === 'number') rows.number.push([code, String(v.value)]);
+      return;
+    case 'quantity':
+      if (typeof v === 'object' && typeof v.value === 'number') rows.quantity.push([code, String(v.value), v.system ?? null, v.code ?? v.unit ?? null]);
+      else if (typeof v === 'number') rows.quantity.push([code, String(v), null, null]);
+      return;
+    case 'uri':
+      if (typeof v === 'string') rows.uri.push([code, v]);
+      return;
+    default:
+      return;
+  }
+}
+
+function addToken(rows: IndexRows, code: string, dataType: string, v: any): void {
+  if (typeof v === 'string' || typeof v === 'number') {
+    rows.token.push([code, null, String(v), null]);
+  } else if (typeof v === 'boolean') {
+    rows.token.push([code, null, String(v), null]);
+  } else if (dataType === 'CodeableConcept' || Array.isArray(v.coding) || typeof v.text === 'string') {
+    for (const c of v.coding ?? []) if (c?.code || c?.display) rows.token.push([code, c.system ?? null, c.code ?? null, c.display ?? null]);
+    if (typeof v.text === 'string') rows.token.push([code, null, null, v.text]);
+  } else if (dataType === 'Identifier' || (v.value !== undefined && (v.system !== undefined || v.type !== undefined || v.use !== undefined))) {
+    if (v.value !== undefined || v.system !== undefined) rows.token.push([code, v.system ?? null, v.value ?? null, v.type?.text ?? null]);
+    for (const t of v.type?.coding ?? []) {
+      if (t?.code && v.value) rows.token.push([`${code}:of-type`, `${t.system ?? ''}|${t.code}`, v.value, null]);
+    }
+  } else if (dataType === 'ContactPoint') {
+    if (v.value) rows.token.push([code, v.system ?? null, v.value, null]);
+  } else if (v.code !== undefined || v.system !== undefined) {
+    rows.token.push([code, v.system ?? null, v.code ?? null, v.display ?? null]);
+  } else if (v.value !== undefined) {
+    rows.token.push([code, null, String(v.value), null]);
+  }
+}
+
+function pushString(rows: IndexRows, code: string, s: unknown): void {
+  if (typeof s === 'string' && s.length > 0) rows.string.push([code, s, normalizeString(s)]);
+}
+
+function addString(rows: IndexRows, code: string, dataType: string, v: any): void {
+  if (typeof v === 'string') return pushString(rows, code, v);
+  if (typeof v !== 'object') return;
+  if (dataType === 'HumanName' || v.family !== undefined || v.given !== undefined) {
+    pushString(rows, code, v.family);
+    for (const g of v.given ?? []) pushString(rows, code, g);
+    for (const p of v.prefix ?? []) pushString(rows, code, p);
+    for (const p of v.suffix ?? []) pushString(rows, code, p);
+    pushString(rows, code, v.text);
+    return;
+  }
+  if (dataType === 'Address' || v.city !== undefined || v.line !== undefined || v.postalCode !== undefined) {
+    for (const l of v.line ?? []) pushString(rows, code, l);
+    for (const k of ['city', 'district', 'state', 'postalCode', 'country', 'text']) pushString(rows, code, v[k]);
+    return;
+  }
+  pushString(rows, code, v.text ?? v.value ?? v.display);
+}
+
+function addDate(rows: IndexRows, code: string, v: any): void {
+  if (typeof v === 'string') {
+    const r = dateRange(v);
+    if (r) rows.date.push([code, r[0], r[1]]);
+    return;
+  }
+  if (typeof v !== 'object') return;
+  if (v.start !== undefined || v.end !== undefined) {
+    const low = v.start ? dateRange(v.start)?.[0] : '-infinity';
+    const high = v.end ? dateRange(v.end)?.[1] : 'infinity';
+    if (low && high) rows.date.push([code, low, high]);
+    return;
+  }
+  for (const e of v.event ?? []) addDate(rows, code, e);
+  if (v.repeat?.boundsPeriod) addDate(rows, code, v.repeat.boundsPeriod);
+}
+
+export function emptyIndexRows(): IndexRows {
+  return { token: [], string: [], reference: [], date: [], number: [], quantity: [], uri: [] };
+}
+
+/** All search-index rows for a resource. */
+export function indexResource(resource: Resource): IndexRows {
+  const rows = emptyIndexRows();
+  const input = [toTypedValue(resource)];
+  for (const p of compiledParamsFor(resource.resourceType)) {
+    let values: TypedValue[];
+    try {
+      values = evalFhirPathTyped(p.atom, input);
+    } catch {
+      continue;
+    }
+    for (const tv of values) add(rows, p.code, p.type, tv);
+  }
+  return rows;
+}

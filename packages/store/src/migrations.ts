@@ -1,0 +1,93 @@
+// Versioned schema migrations, applied at start in order, each in its own transaction.
+// A migration is never edited once released: add a new one.
+import type { Db } from './db.ts';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+const searchTable = (name: string, columns: string, indexes: string[]) => `
+CREATE TABLE ${name} (
+  resource_type text NOT NULL,
+  id text NOT NULL,
+  code text NOT NULL,
+  ${columns}
+);
+CREATE INDEX ${name}_resource_idx ON ${name} (resource_type, id);
+${indexes.map((cols, i) => `CREATE INDEX ${name}_search_${i}_idx ON ${name} (${cols});`).join('\n')}
+`;
+
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'resources, versions and search index',
+    sql: `
+CREATE TABLE resource (
+  resource_type text NOT NULL,
+  id text NOT NULL,
+  version_id bigint NOT NULL,
+  last_updated timestamptz NOT NULL,
+  deleted boolean NOT NULL DEFAULT false,
+  content text NOT NULL,
+  owner_org text,
+  restricted boolean NOT NULL DEFAULT false,
+  PRIMARY KEY (resource_type, id)
+);
+CREATE INDEX resource_type_updated_idx ON resource (resource_type, last_updated, id);
+CREATE INDEX resource_owner_idx ON resource (owner_org, resource_type);
+
+CREATE TABLE resource_version (
+  resource_type text NOT NULL,
+  id text NOT NULL,
+  version_id bigint NOT NULL,
+  last_updated timestamptz NOT NULL,
+  deleted boolean NOT NULL DEFAULT false,
+  content text NOT NULL,
+  owner_org text,
+  restricted boolean NOT NULL DEFAULT false,
+  PRIMARY KEY (resource_type, id, version_id)
+);
+CREATE INDEX resource_version_updated_idx ON resource_version (last_updated);
+CREATE INDEX resource_version_type_updated_idx ON resource_version (resource_type, last_updated);
+
+-- Organisations other than the owner that may see a resource (referrals, care teams, consent).
+CREATE TABLE resource_share (
+  resource_type text NOT NULL,
+  id text NOT NULL,
+  org text NOT NULL,
+  reason text NOT NULL,
+  expires timestamptz,
+  PRIMARY KEY (resource_type, id, org, reason)
+);
+CREATE INDEX resource_share_org_idx ON resource_share (org, resource_type);
+CREATE INDEX resource_share_reason_idx ON resource_share (reason);
+${searchTable('sp_token', 'system text, value text, display text', ['resource_type, code, value, system', 'resource_type, code, system'])}
+${searchTable('sp_string', 'value text NOT NULL, norm text NOT NULL', ['resource_type, code, norm text_pattern_ops'])}
+${searchTable('sp_reference', 'target_type text, target_id text, reference text NOT NULL', ['resource_type, code, target_id', 'target_type, target_id, code'])}
+${searchTable('sp_date', 'low timestamptz, high timestamptz', ['resource_type, code, low', 'resource_type, code, high'])}
+${searchTable('sp_number', 'value numeric NOT NULL', ['resource_type, code, value'])}
+${searchTable('sp_quantity', 'value numeric NOT NULL, system text, unit text', ['resource_type, code, value'])}
+${searchTable('sp_uri', 'value text NOT NULL', ['resource_type, code, value text_pattern_ops'])}
+`,
+  },
+];
+
+export async function migrate(db: Db): Promise<number[]> {
+  await db.query(`CREATE TABLE IF NOT EXISTS schema_migration (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+  const applied: number[] = [];
+  for (const m of migrations) {
+    const done = await db.transaction(async (tx) => {
+      // Serialise concurrent starters (several replicas) on PostgreSQL; PGlite has one session.
+      if (tx.dialect === 'postgres') await tx.query('SELECT pg_advisory_xact_lock(7262001)');
+      const seen = await tx.query('SELECT 1 FROM schema_migration WHERE version = $1', [m.version]);
+      if (seen.rows.length > 0) return false;
+      await tx.exec(m.sql);
+      await tx.query('INSERT INTO schema_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      return true;
+    });
+    if (done) applied.push(m.version);
+  }
+  return applied;
+}

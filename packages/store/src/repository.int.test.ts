@@ -1,0 +1,113 @@
+// The store's contract suite: the same behaviour on PGlite and PostgreSQL.
+import type { Observation, Patient, Resource } from '@medplum/fhirtypes';
+import type { RequestContext } from '@tic/fhir';
+import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
+import { Repository } from './repository.ts';
+import type { TestDatabase } from './testing.ts';
+import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+
+const system: RequestContext = { system: true };
+const orgA: RequestContext = { organization: 'Organization/a', clientId: 'a' };
+const orgB: RequestContext = { organization: 'Organization/b', clientId: 'b' };
+
+async function status(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (e) {
+    if (e instanceof OperationOutcomeError) return statusForOutcome(e);
+    throw e;
+  }
+}
+
+describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
+  let t: TestDatabase;
+  const repo = (ctx: RequestContext = system) => new Repository(t.db, ctx, { modules: [] });
+
+  beforeAll(async () => {
+    t = await openTestDatabase(kind);
+  }, 60_000);
+  afterAll(async () => {
+    await t?.drop();
+  });
+
+  it('creates with version 1 and reads back', async () => {
+    const p = await repo().create<Patient>({ resourceType: 'Patient', name: [{ family: 'Ngata' }] });
+    expect(p.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(p.meta?.versionId).toBe('1');
+    const read = await repo().read<Patient>('Patient', p.id!);
+    expect(read).toEqual(p);
+  });
+
+  it('updates with a new version and keeps every version', async () => {
+    const p = await repo().create<Patient>({ resourceType: 'Patient', gender: 'female' });
+    const u = await repo().update<Patient>({ ...p, gender: 'male' });
+    expect(u.meta?.versionId).toBe('2');
+    expect((await repo().readVersion<Patient>('Patient', p.id!, '1')).gender).toBe('female');
+    expect((await repo().readVersion<Patient>('Patient', p.id!, '2')).gender).toBe('male');
+    const history = await repo().historyEntries('Patient', p.id!, { count: 10, offset: 0 });
+    expect(history.map((h) => h.versionId)).toEqual([2, 1]);
+  });
+
+  it('refuses a stale If-Match with 412 and exactly one of two concurrent updates wins', async () => {
+    const p = await repo().create<Patient>({ resourceType: 'Patient' });
+    expect(await status(repo().update({ ...p, gender: 'other' }, { ifMatch: '7' }))).toBe(412);
+    const results = await Promise.allSettled([
+      repo().update<Patient>({ ...p, gender: 'male' }, { ifMatch: '1' }),
+      repo().update<Patient>({ ...p, gender: 'female' }, { ifMatch: '1' }),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(statusForOutcome(rejected.reason)).toBe(412);
+    expect((await repo().read<Patient>('Patient', p.id!)).meta?.versionId).toBe('2');
+  });
+
+  it('deletes: read answers 410, history keeps the deletion', async () => {
+    const p = await repo().create<Patient>({ resourceType: 'Patient' });
+    await repo().delete('Patient', p.id!);
+    expect(await status(repo().read('Patient', p.id!))).toBe(410);
+    expect(await status(repo().read('Patient', 'never-was'))).toBe(404);
+    const h = await repo().historyEntries('Patient', p.id!, { count: 10, offset: 0 });
+    expect(h[0].deleted).toBe(true);
+    expect(await repo().search('Patient', { _id: p.id! })).toHaveLength(0);
+  });
+
+  it('creates on update with a client id', async () => {
+    const u = await repo().updateWithOutcome<Patient>({ resourceType: 'Patient', id: 'client-chosen-1' });
+    expect(u.created).toBe(true);
+    expect(u.resource.meta?.versionId).toBe('1');
+  });
+
+  it('indexes token, reference, string and date parameters for search', async () => {
+    const pt = await repo().create<Patient>({ resourceType: 'Patient', name: [{ family: 'Müller', given: ['Ana'] }], birthDate: '1980-05-17', identifier: [{ system: 'urn:mrn', value: 'X-42' }] });
+    const obs = await repo().create<Observation>({
+      resourceType: 'Observation', status: 'final', subject: { reference: `Patient/${pt.id}` }, effectiveDateTime: '2026-03-04T10:00:00Z',
+      code: { coding: [{ system: 'http://loinc.org', code: '102017-1' }] }, valueInteger: 4,
+    });
+    const ids = (rs: Resource[]) => rs.map((r) => r.id);
+    expect(ids(await repo().search('Patient', { identifier: 'urn:mrn|X-42' }))).toEqual([pt.id]);
+    expect(ids(await repo().search('Patient', { identifier: 'X-42' }))).toEqual([pt.id]);
+    expect(ids(await repo().search('Patient', { family: 'muller' }))).toEqual([pt.id]);
+    expect(ids(await repo().search('Patient', { birthdate: 'ge1980-05', family: 'Mü' }))).toEqual([pt.id]);
+    expect(await repo().search('Patient', { birthdate: 'lt1980-05-17', family: 'Mü' })).toHaveLength(0);
+    expect(ids(await repo().search('Observation', { subject: `Patient/${pt.id}`, code: 'http://loinc.org|102017-1' }))).toEqual([obs.id]);
+    expect(ids(await repo().search('Observation', { patient: pt.id!, date: 'ge2026-03-04' }))).toEqual([obs.id]);
+    expect(await repo().search('Observation', { subject: `Patient/${pt.id}`, code: 'http://loinc.org|999' })).toHaveLength(0);
+  });
+
+  it('hides another organisation’s resources from read and search', async () => {
+    const mine = await repo(orgA).create<Patient>({ resourceType: 'Patient', gender: 'unknown', identifier: [{ system: 'urn:org-test', value: 'hidden' }] });
+    expect((await repo(orgA).read('Patient', mine.id!)).id).toBe(mine.id);
+    expect(await status(repo(orgB).read('Patient', mine.id!))).toBe(404);
+    expect(await repo(orgB).search('Patient', { identifier: 'urn:org-test|hidden' })).toHaveLength(0);
+    expect(await status(repo(orgB).update({ ...mine, gender: 'male' }))).toBe(403);
+    expect(await status(repo(orgB).delete('Patient', mine.id!))).toBe(404);
+  });
+
+  it('conditional create returns the existing match instead of a duplicate', async () => {
+    const body: Patient = { resourceType: 'Patient', identifier: [{ system: 'urn:cc', value: '1' }] };
+    const [a, b] = await Promise.all([repo().conditionalCreate(body, 'identifier=urn:cc|1'), repo().conditionalCreate(body, 'identifier=urn:cc|1')]);
+    expect([a.created, b.created].filter(Boolean)).toHaveLength(kind === 'postgres' ? 1 : 1);
+    expect(a.resource.id).toBe(b.resource.id);
+  });
+});

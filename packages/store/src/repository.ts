@@ -1,0 +1,335 @@
+// The FHIR repository: create, read, vread, update, patch, delete, history and search over the
+// Db, with validation and domain-module write hooks run inside the write's transaction.
+import { randomUUID } from 'node:crypto';
+import type { Resource } from '@medplum/fhirtypes';
+import type { DomainModule, RequestContext, ResourceRepository, SearchQuery, WriteInteraction } from '@tic/fhir';
+import { badRequest, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
+import type { Db } from './db.ts';
+import { indexResource } from './indexer.ts';
+import type { VisibilityRule } from './access.ts';
+import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
+import { writeVersion } from './write.ts';
+import { searchResources } from './search.ts';
+import type { SearchResult } from './search.ts';
+
+export interface RepositoryServices {
+  modules: DomainModule[];
+  /** Structure/binding/profile validation; throws an OperationOutcomeError. */
+  validate?: (resource: Resource) => void;
+  visibilityRules?: VisibilityRule[];
+  /** Enqueues a job in the given transaction (see @tic/jobs). */
+  enqueueJob?: (db: Db, task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }) => Promise<void>;
+  /** Called for every stored write inside its transaction (audit). */
+  onWrite?: (db: Db, ctx: RequestContext, interaction: WriteInteraction, resource: Resource) => Promise<void>;
+}
+
+export interface StoredRow {
+  content: string;
+  version_id: string;
+  deleted: boolean;
+  last_updated: string;
+  owner_org: string | null;
+}
+
+export interface HistoryOptions {
+  since?: string;
+  before?: string;
+  count: number;
+  offset: number;
+}
+
+export interface HistoryEntry {
+  resource: Resource;
+  deleted: boolean;
+  versionId: number;
+  lastUpdated: string;
+}
+
+const MAX_WRITE_RETRIES = 5;
+
+export class Repository implements ResourceRepository {
+  readonly db: Db;
+  readonly ctx: RequestContext;
+  readonly services: RepositoryServices;
+
+  constructor(db: Db, ctx: RequestContext, services: RepositoryServices) {
+    this.db = db;
+    this.ctx = ctx;
+    this.services = services;
+  }
+
+  /** The same repository bound to another Db (a transaction). */
+  withDb(db: Db): Repository {
+    return new Repository(db, this.ctx, this.services);
+  }
+
+  /** The same repository acting as the server itself (protocols, seeding). */
+  asSystem(): Repository {
+    return new Repository(this.db, { ...this.ctx, system: true }, this.services);
+  }
+
+  async transaction<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
+    if (this.db.inTransaction) return fn(this);
+    return this.db.transaction((tx) => fn(this.withDb(tx)));
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  private visibility(start: number): { sql: string; params: unknown[]; next: number } {
+    const v = visibilityPredicate(this.ctx, this.services.visibilityRules);
+    if (!v) return { sql: 'true', params: [], next: start };
+    const n = numberPlaceholders(v.sql, start);
+    return { sql: n.sql, params: v.params, next: n.next };
+  }
+
+  /** The current row, or undefined when it never existed or is hidden from this client. */
+  async readRow(type: string, id: string, forUpdate = false): Promise<StoredRow | undefined> {
+    const vis = this.visibility(3);
+    const lock = forUpdate && this.db.inTransaction ? ' FOR UPDATE' : '';
+    const r = await this.db.query<StoredRow>(
+      `SELECT content, version_id, deleted, last_updated, owner_org FROM resource r WHERE resource_type = $1 AND id = $2 AND ${vis.sql}${lock}`,
+      [type, id, ...vis.params],
+    );
+    return r.rows[0];
+  }
+
+  async read<T extends Resource>(type: T['resourceType'] | string, id: string): Promise<T> {
+    const row = await this.readRow(type, id);
+    if (!row) throw notFound(`${type}/${id} not found`);
+    if (row.deleted) throw gone(`${type}/${id} was deleted`);
+    return JSON.parse(row.content) as T;
+  }
+
+  async readVersion<T extends Resource>(type: string, id: string, versionId: string): Promise<T> {
+    if (!/^\d{1,18}$/.test(versionId)) throw notFound(`Version ${versionId} of ${type}/${id} not found`);
+    const vis = this.visibility(4);
+    const r = await this.db.query<StoredRow>(
+      `SELECT content, version_id, deleted, last_updated, owner_org FROM resource_version r WHERE resource_type = $1 AND id = $2 AND version_id = $3 AND ${vis.sql}`,
+      [type, id, versionId, ...vis.params],
+    );
+    const row = r.rows[0];
+    if (!row) throw notFound(`Version ${versionId} of ${type}/${id} not found`);
+    if (row.deleted) throw gone(`Version ${versionId} of ${type}/${id} is a deletion`);
+    return JSON.parse(row.content) as T;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  private hooksFor(type: string): DomainModule[] {
+    return this.services.modules.filter((m) => (m.beforeWrite || m.afterWrite) && (!m.resourceTypes || m.resourceTypes.includes(type)));
+  }
+
+  private needsTransaction(type: string): boolean {
+    return this.hooksFor(type).length > 0 || !!this.services.onWrite;
+  }
+
+  /** Creates a resource with a server-assigned id (or `id` when given, for create-on-update). */
+  async create<T extends Resource>(resource: T, options: { id?: string } = {}): Promise<T> {
+    const id = options.id ?? randomUUID();
+    const toStore = { ...resource, id } as T;
+    if (!this.db.inTransaction && this.needsTransaction(resource.resourceType)) {
+      return this.transaction((repo) => repo.storeVersion(toStore, undefined, 'create'));
+    }
+    return this.storeVersion(toStore, undefined, 'create');
+  }
+
+  /** Conditional create: returns the existing match instead when the query finds exactly one. */
+  async conditionalCreate<T extends Resource>(resource: T, query: string): Promise<{ resource: T; created: boolean }> {
+    return this.transaction(async (repo) => {
+      await repo.lock(`create:${resource.resourceType}?${query}`);
+      const matches = await repo.searchByQueryString<T>(resource.resourceType, query, 2);
+      if (matches.length > 1) throw multipleMatches(`If-None-Exist matched ${matches.length} resources`);
+      if (matches.length === 1) return { resource: matches[0], created: false };
+      return { resource: await repo.create(resource), created: true };
+    });
+  }
+
+  /** Update (PUT). Creates the resource with the client's id when it does not exist. */
+  async update<T extends Resource>(resource: T, options: { ifMatch?: string } = {}): Promise<T> {
+    return (await this.updateWithOutcome(resource, options)).resource;
+  }
+
+  async updateWithOutcome<T extends Resource>(resource: T, options: { ifMatch?: string } = {}): Promise<{ resource: T; created: boolean }> {
+    if (!resource.id) throw badRequest('Resource id is required for update', `${resource.resourceType}.id`);
+    const run = async (repo: Repository): Promise<{ resource: T; created: boolean }> => {
+      for (let attempt = 0; ; attempt++) {
+        const current = await repo.readRow(resource.resourceType, resource.id!, true);
+        if (options.ifMatch !== undefined && (!current || current.version_id !== options.ifMatch)) {
+          throw preconditionFailed(
+            current ? `Version conflict: If-Match ${options.ifMatch} but current version is ${current.version_id}` : `If-Match ${options.ifMatch} but ${resource.resourceType}/${resource.id} does not exist`,
+          );
+        }
+        if (!current) {
+          if (!isSystemContext(repo.ctx) && (await repo.existsHidden(resource.resourceType, resource.id!))) throw forbidden(`Not allowed to write ${resource.resourceType}/${resource.id}`);
+          try {
+            return { resource: await repo.storeVersion(resource, undefined, 'create'), created: true };
+          } catch (e) {
+            if (e instanceof WriteConflict && attempt < MAX_WRITE_RETRIES) continue;
+            throw e;
+          }
+        }
+        repo.assertWritable(current);
+        const previous = current.deleted ? undefined : (JSON.parse(current.content) as Resource);
+        try {
+          const stored = await repo.storeVersion(resource, { row: current, resource: previous }, 'update');
+          return { resource: stored, created: false };
+        } catch (e) {
+          if (e instanceof WriteConflict) {
+            if (options.ifMatch !== undefined) throw preconditionFailed(`Version conflict: ${resource.resourceType}/${resource.id} changed concurrently`);
+            if (attempt < MAX_WRITE_RETRIES) continue;
+          }
+          throw e;
+        }
+      }
+    };
+    return this.needsTransaction(resource.resourceType) && !this.db.inTransaction ? this.transaction(run) : run(this);
+  }
+
+  async delete(type: string, id: string, options: { ifMatch?: string } = {}): Promise<void> {
+    const run = async (repo: Repository): Promise<void> => {
+      for (let attempt = 0; ; attempt++) {
+        const current = await repo.readRow(type, id, true);
+        if (!current) throw notFound(`${type}/${id} not found`);
+        if (options.ifMatch !== undefined && current.version_id !== options.ifMatch) {
+          throw preconditionFailed(`Version conflict: If-Match ${options.ifMatch} but current version is ${current.version_id}`);
+        }
+        if (current.deleted) return;
+        repo.assertWritable(current);
+        const previous = JSON.parse(current.content) as Resource;
+        try {
+          await repo.storeVersion({ resourceType: type, id } as Resource, { row: current, resource: previous }, 'delete');
+          return;
+        } catch (e) {
+          if (e instanceof WriteConflict && attempt < MAX_WRITE_RETRIES && options.ifMatch === undefined) continue;
+          if (e instanceof WriteConflict) throw preconditionFailed(`Version conflict: ${type}/${id} changed concurrently`);
+          throw e;
+        }
+      }
+    };
+    return this.needsTransaction(type) && !this.db.inTransaction ? this.transaction(run) : run(this);
+  }
+
+  /** Clients write only what their organisation owns or what was shared with it; never server reference data. */
+  private assertWritable(row: StoredRow): void {
+    if (isSystemContext(this.ctx)) return;
+    if (row.owner_org === null) throw forbidden('Reference data maintained by the server cannot be changed by clients');
+  }
+
+  private async existsHidden(type: string, id: string): Promise<boolean> {
+    const r = await this.db.query('SELECT 1 FROM resource WHERE resource_type = $1 AND id = $2', [type, id]);
+    return r.rows.length > 0;
+  }
+
+  private async lock(key: string): Promise<void> {
+    if (this.db.dialect === 'postgres') await this.db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [key]);
+  }
+
+  /**
+   * Validates, runs hooks, assigns meta and writes one version. `previous` is the current stored
+   * row for update/delete. Throws WriteConflict when the stored version moved underneath.
+   */
+  private async storeVersion<T extends Resource>(input: T, previous: { row: StoredRow; resource: Resource | undefined } | undefined, interaction: WriteInteraction): Promise<T> {
+    let resource = input;
+    const deleting = interaction === 'delete';
+    const hooks = this.hooksFor(resource.resourceType);
+    const hookCtx = { repo: this as ResourceRepository, request: this.ctx, interaction, previous: previous?.resource };
+    if (!deleting) {
+      for (const m of hooks) {
+        if (m.beforeWrite) {
+          const changed = await m.beforeWrite(resource, hookCtx);
+          if (changed) resource = changed as T;
+        }
+      }
+      this.services.validate?.(resource);
+    }
+    const versionId = previous ? Number(previous.row.version_id) + 1 : 1;
+    const lastUpdated = new Date().toISOString();
+    const stored = deleting
+      ? ({ resourceType: resource.resourceType, id: resource.id, meta: { versionId: String(versionId), lastUpdated } } as T)
+      : ({ ...resource, meta: { ...resource.meta, versionId: String(versionId), lastUpdated } } as T);
+    const ownerOrg = previous ? previous.row.owner_org : isSystemContext(this.ctx) ? null : this.ctx.organization!;
+    const ok = await writeVersion(
+      this.db,
+      {
+        resourceType: stored.resourceType,
+        id: stored.id!,
+        versionId,
+        lastUpdated,
+        deleted: deleting,
+        content: JSON.stringify(stored),
+        ownerOrg,
+        restricted: !deleting && isRestricted(stored),
+      },
+      deleting ? undefined : indexResource(stored),
+      previous ? Number(previous.row.version_id) : undefined,
+    );
+    if (!ok) throw new WriteConflict();
+    for (const m of hooks) if (m.afterWrite) await m.afterWrite(deleting ? previous!.resource! : stored, hookCtx);
+    if (this.services.onWrite) await this.services.onWrite(this.db, this.ctx, interaction, stored);
+    return stored;
+  }
+
+  // ---------------------------------------------------------------- history
+
+  async historyEntries(type: string | undefined, id: string | undefined, options: HistoryOptions): Promise<HistoryEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('$?', `$${params.length}`));
+    };
+    if (type) add('resource_type = $?', type);
+    if (id) add('id = $?', id);
+    if (options.since) add('last_updated >= $?', options.since);
+    if (options.before) add('last_updated <= $?', options.before);
+    const vis = this.visibility(params.length + 1);
+    where.push(vis.sql);
+    params.push(...vis.params);
+    const order = id ? 'version_id DESC' : 'last_updated DESC, resource_type, id, version_id DESC';
+    params.push(options.count, options.offset);
+    const r = await this.db.query<StoredRow>(
+      `SELECT content, version_id, deleted, last_updated FROM resource_version r WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT $${params.length - 1} OFFSET $${params.length}`,
+      params,
+    );
+    return r.rows.map((row) => ({ resource: JSON.parse(row.content) as Resource, deleted: row.deleted, versionId: Number(row.version_id), lastUpdated: row.last_updated }));
+  }
+
+  async history<T extends Resource>(type: T['resourceType'], id: string): Promise<T[]> {
+    const entries = await this.historyEntries(type, id, { count: 1000, offset: 0 });
+    return entries.filter((e) => !e.deleted).map((e) => e.resource as T);
+  }
+
+  // ---------------------------------------------------------------- search
+
+  async searchPage(type: string | undefined, query: Record<string, string[]>): Promise<SearchResult> {
+    return searchResources(this.db, this.ctx, this.services.visibilityRules ?? [], type, query);
+  }
+
+  async search<T extends Resource>(type: T['resourceType'] | string, query: SearchQuery): Promise<T[]> {
+    const q: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(query)) q[k] = Array.isArray(v) ? v : [v];
+    const result = await this.searchPage(type, q);
+    return result.entries.filter((e) => e.mode === 'match').map((e) => e.resource as T);
+  }
+
+  async searchByQueryString<T extends Resource>(type: string, queryString: string, limit: number): Promise<T[]> {
+    const q: Record<string, string[]> = {};
+    for (const [k, v] of new URLSearchParams(queryString)) (q[k] ??= []).push(v);
+    if (Object.keys(q).length === 0) throw badRequest('A conditional request needs search parameters');
+    q._count = [String(limit)];
+    const result = await this.searchPage(type, q);
+    return result.entries.filter((e) => e.mode === 'match').map((e) => e.resource as T);
+  }
+
+  async enqueueJob(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void> {
+    if (!this.services.enqueueJob) throw new Error('No job queue configured');
+    await this.services.enqueueJob(this.db, task, payload, options);
+  }
+}
+
+/** The stored version changed between read and write (optimistic concurrency). */
+export class WriteConflict extends Error {
+  constructor() {
+    super('write conflict');
+  }
+}
