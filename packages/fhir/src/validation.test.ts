@@ -263,6 +263,29 @@ describe('createValidator', () => {
       expect(exprs(err.outcome.issue ?? []).sort()).toEqual(['Patient.birthDate', 'Patient.gender']);
     });
 
+    it('reports a base binding error once, with 400, for a resource that claims a profile', () => {
+      const resource = { ...patient, gender: 'robot', meta: { profile: [profileUrl] } } as unknown as Patient;
+      const err = thrown(() => v.assertValid(resource));
+      expect(statusForOutcome(err)).toBe(400);
+      expect(err.outcome.issue).toEqual([expect.objectContaining({ code: 'code-invalid', expression: ['Patient.gender'] })]);
+    });
+
+    it('enforces profile rules on backbone elements without changing the base definition', () => {
+      const contactName: StructureDefinition = {
+        ...birthDateRequired,
+        url: 'http://example.org/fhir/StructureDefinition/test-contact-name',
+        differential: { element: [{ id: 'Patient.contact.name', path: 'Patient.contact.name', min: 1 }] },
+      };
+      v.addProfile(contactName);
+      const resource: Patient = { ...patient, meta: { profile: [contactName.url as string] } };
+      const err = thrown(() => v.assertValid(resource));
+      expect(statusForOutcome(err)).toBe(422);
+      expect(err.outcome.issue).toEqual([expect.objectContaining({ expression: ['Patient.contact[0].name'] })]);
+      expect(v.validate(patient)).toEqual([]);
+      expect(validator.validate(patient)).toEqual([]);
+      expect(v.validate({ ...resource, contact: [{ name: { family: 'Roe' } }] })).toEqual([]);
+    });
+
     it('warns about, but does not enforce, unknown profiles', () => {
       const resource: Patient = { ...patient, meta: { profile: ['http://example.org/fhir/StructureDefinition/unknown'] } };
       expect(v.validate(resource)).toEqual([expect.objectContaining({ severity: 'warning', expression: ['Patient.meta.profile[0]'] })]);
