@@ -1,0 +1,11 @@
+export { screeningModule } from './module.ts';
+export type { ScreeningModuleOptions } from './module.ts';
+export { validateScreeningConfig, screeningConfigSchema, settingsFor, configuredCutoff, protocolsFor } from './config.ts';
+export type { ScreeningConfig, OrganisationScreeningSettings, ScreeningProtocol, ProtocolTask, ProtocolCondition } from './config.ts';
+export { scoreResponse, interpret } from './score-response.ts';
+export type { ScoreResult, Interpretation, AppliedCutoff, ClusterResult } from './score-response.ts';
+export { validateQuestionnaireResponse, responseIssues } from './validate-response.ts';
+export { buildObservations } from './observations.ts';
+export { screeningConformanceResources } from './instruments.ts';
+export { extractOperation } from './operations/extract.ts';
+export { lastnOperation } from './operations/lastn.ts';

@@ -1,0 +1,49 @@
+// The screening instruments this module hosts: the Questionnaires (tagged screening-instrument) and
+// the screening-* CodeSystems in fhir-profiles/, and how a response's canonical finds its Questionnaire.
+import type { CodeSystem, Questionnaire, Resource } from '@medplum/fhirtypes';
+import type { ResourceRepository } from '@tic/fhir';
+import { loadConformanceResources } from '@tic/fhir-profiles';
+import { BASE, SCREENING_CODES } from './constants.ts';
+
+export function isScreeningInstrument(r: Resource): r is Questionnaire {
+  return r.resourceType === 'Questionnaire' && (r.meta?.tag ?? []).some((t) => t.system === SCREENING_CODES && t.code === 'screening-instrument');
+}
+
+function isScreeningCodeSystem(r: Resource): r is CodeSystem {
+  return r.resourceType === 'CodeSystem' && (r.url ?? '').startsWith(`${BASE}/CodeSystem/screening-`);
+}
+
+/** Questionnaires and CodeSystems this module seeds, read from fhir-profiles/. */
+export function screeningConformanceResources(): (Questionnaire | CodeSystem)[] {
+  return loadConformanceResources().filter((r): r is Questionnaire | CodeSystem => isScreeningInstrument(r) || isScreeningCodeSystem(r));
+}
+
+export function splitCanonical(canonical: string): { url: string; version?: string } {
+  const [url, version] = canonical.split('|', 2);
+  return version ? { url, version } : { url };
+}
+
+export interface InstrumentIndex {
+  all: Questionnaire[];
+  find(canonical: string): Questionnaire | undefined;
+}
+
+export function indexInstruments(questionnaires: Questionnaire[]): InstrumentIndex {
+  return {
+    all: questionnaires,
+    find(canonical) {
+      const { url, version } = splitCanonical(canonical);
+      const matches = questionnaires.filter((q) => q.url === url && (!version || q.version === version));
+      return matches.sort((a, b) => (b.version ?? '').localeCompare(a.version ?? '', undefined, { numeric: true }))[0];
+    },
+  };
+}
+
+/** The Questionnaire a canonical names: a hosted instrument, else one stored in the repository. */
+export async function resolveQuestionnaire(canonical: string, index: InstrumentIndex, repo?: ResourceRepository): Promise<Questionnaire | undefined> {
+  const hosted = index.find(canonical);
+  if (hosted || !repo) return hosted;
+  const { url, version } = splitCanonical(canonical);
+  const found = await repo.search<Questionnaire>('Questionnaire', version ? { url, version } : { url });
+  return indexInstruments(found).find(canonical);
+}

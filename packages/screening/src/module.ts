@@ -1,0 +1,80 @@
+// screeningModule: the DomainModule the api registers. beforeWrite validates a
+// QuestionnaireResponse against its Questionnaire; afterWrite scores it, writes its Observations
+// and runs the positive-screen protocol, all inside the write's transaction.
+import type { Observation, Questionnaire, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
+import type { DomainModule, WriteHookContext } from '@tic/fhir';
+import type { ScreeningConfig } from './config.ts';
+import { protocolsFor, validateScreeningConfig } from './config.ts';
+import { OBSERVATION_IDENTIFIER_SYSTEM } from './constants.ts';
+import { derivedIdentifier, responseKey } from './identifiers.ts';
+import { indexInstruments, isScreeningInstrument, screeningConformanceResources } from './instruments.ts';
+import { SECURITY_LABELS } from './observations.ts';
+import { extractOperation } from './operations/extract.ts';
+import { lastnOperation } from './operations/lastn.ts';
+import { runProtocol } from './protocol.ts';
+import { screenResponse } from './screen-response.ts';
+import { retractObservations, upsertObservations } from './store-observations.ts';
+import { validateQuestionnaireResponse } from './validate-response.ts';
+import type { ScreeningRuntime } from './runtime.ts';
+import { checkScreeningResponse, isFinished, questionnaireOf } from './runtime.ts';
+
+function withSecurityLabels(qr: QuestionnaireResponse): QuestionnaireResponse {
+  const security = [...(qr.meta?.security ?? [])];
+  for (const label of SECURITY_LABELS) {
+    if (!security.some((s) => s.system === label.system && s.code === label.code)) security.push({ ...label });
+  }
+  return { ...qr, meta: { ...qr.meta, security } };
+}
+
+async function beforeWrite(runtime: ScreeningRuntime, resource: Resource, ctx: WriteHookContext): Promise<Resource | void> {
+  if (resource.resourceType !== 'QuestionnaireResponse' || ctx.interaction === 'delete') return undefined;
+  const q = await questionnaireOf(runtime, resource, ctx.repo);
+  if (!q) return undefined;
+  validateQuestionnaireResponse(resource, q);
+  if (!isScreeningInstrument(q)) return undefined;
+  checkScreeningResponse(resource);
+  return withSecurityLabels(resource);
+}
+
+async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: WriteHookContext): Promise<void> {
+  if (resource.resourceType !== 'QuestionnaireResponse' || ctx.interaction === 'delete') return;
+  if (resource.status === 'entered-in-error') {
+    if (resource.id) await retractObservations(ctx.repo, resource.id);
+    return;
+  }
+  if (!isFinished(resource)) return;
+  const q = await questionnaireOf(runtime, resource, ctx.repo);
+  if (!q) return;
+  const screening = screenResponse(runtime.config, q, resource, ctx.request);
+  const stored = await upsertObservations(ctx.repo, screening.observations);
+  const key = responseKey(resource);
+  if (!key) return;
+  const byIdentifier = new Map<string, Observation>(stored.map((o) => [o.identifier?.[0]?.value ?? '', o]));
+  const results = screening.scores.flatMap((result) => {
+    const observation = byIdentifier.get(derivedIdentifier(OBSERVATION_IDENTIFIER_SYSTEM, key, result.linkId).value ?? '');
+    return observation ? [{ result, observation }] : [];
+  });
+  await runProtocol(ctx.repo, { q, qr: resource, organization: screening.organization, now: runtime.now() }, protocolsFor(screening.settings, q), results);
+}
+
+export interface ScreeningModuleOptions {
+  /** Clock for Task due dates (tests). */
+  now?: () => Date;
+}
+
+export function screeningModule(config: ScreeningConfig = {}, options: ScreeningModuleOptions = {}): DomainModule {
+  const valid = validateScreeningConfig(config);
+  const conformance = screeningConformanceResources();
+  const runtime: ScreeningRuntime = {
+    config: valid,
+    instruments: indexInstruments(conformance.filter((r): r is Questionnaire => r.resourceType === 'Questionnaire')),
+    now: options.now ?? (() => new Date()),
+  };
+  return {
+    name: 'screening',
+    conformanceResources: () => conformance.map((r) => structuredClone(r)),
+    beforeWrite: (resource, ctx) => beforeWrite(runtime, resource, ctx),
+    afterWrite: (resource, ctx) => afterWrite(runtime, resource, ctx),
+    operations: [extractOperation(runtime), lastnOperation()],
+  };
+}

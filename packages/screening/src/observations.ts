@@ -1,0 +1,142 @@
+// Builds the Observations of a scored QuestionnaireResponse (SDC observation-based extraction):
+// one per answered item marked observationExtract, one per score. Pure: nothing is stored here.
+import type {
+  CodeableConcept,
+  Coding,
+  Observation,
+  ObservationComponent,
+  Questionnaire,
+  QuestionnaireItem,
+  QuestionnaireResponse,
+  Reference,
+} from '@medplum/fhirtypes';
+import {
+  ACT_CODE,
+  CONFIDENTIALITY,
+  DATA_ABSENT_REASON,
+  DECLINED_CODE,
+  OBSERVATION_CATEGORY,
+  OBSERVATION_EXTRACT,
+  OBSERVATION_IDENTIFIER_SYSTEM,
+  OBSERVATION_INTERPRETATION,
+  SCREENING_CODES,
+} from './constants.ts';
+import { derivedIdentifier, responseKey } from './identifiers.ts';
+import type { Answer } from './items.ts';
+import { isDeclined, questionnaireItemsByLinkId, responseItems } from './items.ts';
+import type { Interpretation, ScoreResult } from './score-response.ts';
+
+export const SECURITY_LABELS: Coding[] = [
+  { system: CONFIDENTIALITY, code: 'R', display: 'restricted' },
+  { system: ACT_CODE, code: 'BH', display: 'behavioral health information sensitivity' },
+];
+
+const interpretationDisplay: Record<Interpretation, string> = { POS: 'Positive', NEG: 'Negative', IND: 'Indeterminate' };
+
+export function interpretationConcept(code: Interpretation): CodeableConcept {
+  return { coding: [{ system: OBSERVATION_INTERPRETATION, code, display: interpretationDisplay[code] }] };
+}
+
+const screeningCode = (code: string, display: string): CodeableConcept => ({ coding: [{ system: SCREENING_CODES, code, display }] });
+
+/** Self-administered when the Patient is the source (or, with no source, the author); clinician when a practitioner is. */
+export function administrationMode(qr: QuestionnaireResponse): CodeableConcept | undefined {
+  const who = qr.source?.reference ?? qr.author?.reference ?? '';
+  if (who.startsWith('Patient/')) return screeningCode('self-administered', 'Self-administered');
+  if (who.startsWith('Practitioner/') || who.startsWith('PractitionerRole/')) return screeningCode('clinician-administered', 'Clinician-administered');
+  return undefined;
+}
+
+const performerTypes = ['Practitioner/', 'PractitionerRole/', 'Organization/', 'CareTeam/', 'Patient/', 'RelatedPerson/'];
+
+function numberValue(n: number): Pick<ObservationComponent, 'valueInteger' | 'valueQuantity'> {
+  return Number.isInteger(n) ? { valueInteger: n } : { valueQuantity: { value: n } };
+}
+
+function answerValue(answer: Answer): Partial<Observation> | undefined {
+  if (answer.valueCoding) return { valueCodeableConcept: { coding: [answer.valueCoding], text: answer.valueCoding.display } };
+  if (answer.valueInteger !== undefined) return { valueInteger: answer.valueInteger };
+  if (answer.valueDecimal !== undefined) return { valueQuantity: { value: answer.valueDecimal } };
+  if (answer.valueBoolean !== undefined) return { valueBoolean: answer.valueBoolean };
+  if (answer.valueString !== undefined) return { valueString: answer.valueString };
+  if (answer.valueDate !== undefined) return { valueDateTime: answer.valueDate };
+  if (answer.valueDateTime !== undefined) return { valueDateTime: answer.valueDateTime };
+  if (answer.valueTime !== undefined) return { valueTime: answer.valueTime };
+  if (answer.valueQuantity !== undefined) return { valueQuantity: answer.valueQuantity };
+  return undefined;
+}
+
+function extracts(item: QuestionnaireItem): boolean {
+  const ext = item.extension?.find((e) => e.url === OBSERVATION_EXTRACT);
+  return ext?.valueBoolean === true || (ext?.valueCode !== undefined && ext.valueCode !== 'false');
+}
+
+function base(q: Questionnaire, qr: QuestionnaireResponse, key: string, part: string, item: QuestionnaireItem): Observation {
+  const obs: Observation = {
+    resourceType: 'Observation',
+    meta: { security: SECURITY_LABELS.map((c) => ({ ...c })) },
+    identifier: [derivedIdentifier(OBSERVATION_IDENTIFIER_SYSTEM, key, part)],
+    status: qr.status === 'amended' ? 'amended' : 'final',
+    category: [{ coding: [{ system: OBSERVATION_CATEGORY, code: 'survey', display: 'Survey' }] }],
+    code: { coding: (item.code ?? []).map((c) => ({ ...c })), text: item.text ?? q.title },
+  };
+  if (qr.subject) obs.subject = qr.subject as Observation['subject'];
+  if (qr.encounter) obs.encounter = qr.encounter;
+  if (qr.authored) obs.effectiveDateTime = qr.authored;
+  const author = qr.author?.reference;
+  if (author && performerTypes.some((t) => author.startsWith(t))) obs.performer = [qr.author as Reference<never>];
+  const mode = administrationMode(qr);
+  if (mode) obs.method = mode;
+  if (qr.id) obs.derivedFrom = [{ reference: `QuestionnaireResponse/${qr.id}` }];
+  else if (qr.identifier) obs.derivedFrom = [{ type: 'QuestionnaireResponse', identifier: qr.identifier }];
+  return obs;
+}
+
+function scoreObservation(q: Questionnaire, qr: QuestionnaireResponse, key: string, s: ScoreResult): Observation {
+  const obs = base(q, qr, key, s.linkId, s.item);
+  Object.assign(obs, numberValue(s.total));
+  const component: ObservationComponent[] = [];
+  if (s.interpretation) obs.interpretation = [interpretationConcept(s.interpretation)];
+  if (s.cutoff) {
+    component.push({ code: screeningCode('cutoff-applied', 'Cut-off applied'), ...numberValue(s.cutoff.value) });
+  }
+  if (s.declined.length > 0) {
+    component.push({ code: screeningCode('declined-items', 'Declined items'), valueInteger: s.declined.length });
+    component.push({ code: screeningCode('score-lower-bound', 'Lowest possible score'), ...numberValue(s.lower) });
+    component.push({ code: screeningCode('score-upper-bound', 'Highest possible score'), ...numberValue(s.upper) });
+    obs.note = [{ text: `Partial total: ${s.declined.length} item(s) answered "Prefer not to answer"; the score could be ${s.lower} to ${s.upper}.` }];
+  }
+  if (s.severity) component.push({ code: screeningCode('severity', 'Severity band'), valueCodeableConcept: { coding: [s.severity], text: s.severity.display } });
+  for (const c of s.clusters ?? []) {
+    component.push({ code: { coding: [c.code] }, valueInteger: c.endorsed, interpretation: [interpretationConcept(c.interpretation)] });
+  }
+  if (s.clusterPattern) {
+    const pattern: ObservationComponent = { code: screeningCode('cluster-pattern', 'Provisional symptom cluster pattern'), interpretation: [interpretationConcept(s.clusterPattern)] };
+    if (s.clusterPattern === 'IND') pattern.dataAbsentReason = { coding: [{ system: DATA_ABSENT_REASON, code: DECLINED_CODE, display: 'Asked But Declined' }] };
+    else pattern.valueBoolean = s.clusterPattern === 'POS';
+    component.push(pattern);
+  }
+  if (component.length) obs.component = component;
+  return obs;
+}
+
+/** The Observations of a response: item Observations first, then one per score. */
+export function buildObservations(q: Questionnaire, qr: QuestionnaireResponse, scores: ScoreResult[]): Observation[] {
+  const key = responseKey(qr);
+  if (!key) return [];
+  const byLinkId = questionnaireItemsByLinkId(q);
+  const scored = new Set(scores.map((s) => s.linkId));
+  const out: Observation[] = [];
+  for (const rItem of responseItems(qr)) {
+    const qItem = byLinkId.get(rItem.linkId);
+    if (!qItem || scored.has(rItem.linkId) || !extracts(qItem) || !qItem.code?.length) continue;
+    (rItem.answer ?? []).forEach((answer, i) => {
+      if (isDeclined(answer)) return;
+      const value = answerValue(answer);
+      if (!value) return;
+      out.push({ ...base(q, qr, key, i === 0 ? rItem.linkId : `${rItem.linkId}.${i}`, qItem), ...value });
+    });
+  }
+  for (const s of scores) if (extracts(s.item) && s.item.code?.length) out.push(scoreObservation(q, qr, key, s));
+  return out;
+}

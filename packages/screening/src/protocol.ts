@@ -1,0 +1,113 @@
+// Positive-screen protocol: what a positive (or indeterminate) score creates in the same
+// transaction, per the organisation's configuration: a follow-up Task for its care team and,
+// optionally, an unconfirmed health-concern Condition with the score Observation as evidence.
+// Never a diagnosis. Idempotent: resources carry identifiers derived from the response and are
+// looked up before creation, so a retried or amended response does not start the protocol twice.
+import type { Condition, Observation, Questionnaire, QuestionnaireResponse, Reference, Resource, Task } from '@medplum/fhirtypes';
+import type { ResourceRepository } from '@tic/fhir';
+import type { ScreeningProtocol } from './config.ts';
+import {
+  CONDITION_CLINICAL,
+  CONDITION_IDENTIFIER_SYSTEM,
+  CONDITION_VERIFICATION,
+  SCREENING_CODES,
+  TASK_IDENTIFIER_SYSTEM,
+  US_CORE_CONDITION_CATEGORY,
+} from './constants.ts';
+import { derivedIdentifier, identifierToken, responseKey } from './identifiers.ts';
+import { SECURITY_LABELS } from './observations.ts';
+import type { ScoreResult } from './score-response.ts';
+
+export interface ProtocolContext {
+  q: Questionnaire;
+  qr: QuestionnaireResponse;
+  /** Organization/{id} whose configuration applies; default Task owner. */
+  organization?: string;
+  now: Date;
+}
+
+const outcomeWord = { POS: 'Positive', IND: 'Indeterminate' } as const;
+
+/** The protocol that applies to a result: one naming the instrument wins over "*". */
+export function protocolForResult(protocols: ScreeningProtocol[], q: Questionnaire, result: ScoreResult): ScreeningProtocol | undefined {
+  if (result.interpretation !== 'POS' && result.interpretation !== 'IND') return undefined;
+  const event = result.interpretation === 'POS' ? 'positive' : 'indeterminate';
+  const applies = protocols.filter((p) => (p.on ?? ['positive', 'indeterminate']).includes(event));
+  return applies.find((p) => p.questionnaire === q.id || p.questionnaire === q.url) ?? applies.find((p) => p.questionnaire === '*');
+}
+
+/** The Task and Condition a protocol asks for (not stored). */
+export function buildProtocolResources(protocol: ScreeningProtocol, ctx: ProtocolContext, result: ScoreResult, observation: Observation): { task?: Task; condition?: Condition } {
+  const key = responseKey(ctx.qr);
+  if (!key || !observation.id || result.interpretation === 'NEG' || !result.interpretation) return {};
+  const word = outcomeWord[result.interpretation];
+  const instrument = ctx.q.title ?? ctx.q.name ?? ctx.q.id ?? 'screening';
+  const focus: Reference = { reference: `Observation/${observation.id}` };
+  const out: { task?: Task; condition?: Condition } = {};
+  if (protocol.task) {
+    const end = new Date(ctx.now.getTime() + protocol.task.dueWithinHours * 3600_000);
+    const owner = protocol.task.owner ?? ctx.organization;
+    out.task = {
+      resourceType: 'Task',
+      meta: { security: SECURITY_LABELS.map((c) => ({ ...c })) },
+      identifier: [derivedIdentifier(TASK_IDENTIFIER_SYSTEM, key, result.linkId)],
+      status: 'requested',
+      intent: 'order',
+      priority: protocol.task.priority ?? 'routine',
+      code: { coding: [{ system: SCREENING_CODES, code: 'screening-follow-up', display: 'Screening follow-up' }] },
+      description: protocol.task.description ?? `${word} ${instrument} screen: follow up with the person (a conversation and further assessment, not a diagnosis).`,
+      focus,
+      for: ctx.qr.subject,
+      authoredOn: ctx.now.toISOString(),
+      restriction: { period: { end: end.toISOString() } },
+      reasonReference: focus,
+      ...(ctx.organization ? { requester: { reference: ctx.organization } } : {}),
+      ...(owner ? { owner: { reference: owner } } : {}),
+    };
+  }
+  if (protocol.condition) {
+    const text = `${word} ${instrument} screen (screening result, not a diagnosis)`;
+    out.condition = {
+      resourceType: 'Condition',
+      meta: { security: SECURITY_LABELS.map((c) => ({ ...c })) },
+      identifier: [derivedIdentifier(CONDITION_IDENTIFIER_SYSTEM, key, result.linkId)],
+      clinicalStatus: { coding: [{ system: CONDITION_CLINICAL, code: 'active', display: 'Active' }] },
+      verificationStatus: { coding: [{ system: CONDITION_VERIFICATION, code: 'unconfirmed', display: 'Unconfirmed' }] },
+      category: [{ coding: [{ system: US_CORE_CONDITION_CATEGORY, code: 'health-concern', display: 'Health Concern' }] }],
+      code: protocol.condition.code ? { coding: [protocol.condition.code], text } : { text },
+      subject: ctx.qr.subject as Condition['subject'],
+      recordedDate: ctx.now.toISOString(),
+      evidence: [{ detail: [focus] }],
+    };
+  }
+  return out;
+}
+
+async function createOnce<T extends Task | Condition>(repo: ResourceRepository, resource: T): Promise<T | undefined> {
+  const identifier = resource.identifier?.[0];
+  if (!identifier) return undefined;
+  const existing = await repo.search<T>(resource.resourceType, { identifier: identifierToken(identifier) });
+  if (existing.length > 0) return undefined;
+  return repo.create(resource);
+}
+
+/** Runs the protocols for the scored results; returns what it created (nothing when it ran before). */
+export async function runProtocol(
+  repo: ResourceRepository,
+  ctx: ProtocolContext,
+  protocols: ScreeningProtocol[],
+  results: { result: ScoreResult; observation: Observation }[],
+): Promise<Resource[]> {
+  const created: Resource[] = [];
+  for (const { result, observation } of results) {
+    const protocol = protocolForResult(protocols, ctx.q, result);
+    if (!protocol) continue;
+    const { task, condition } = buildProtocolResources(protocol, ctx, result, observation);
+    for (const r of [task, condition]) {
+      if (!r) continue;
+      const stored = await createOnce(repo, r);
+      if (stored) created.push(stored);
+    }
+  }
+  return created;
+}
