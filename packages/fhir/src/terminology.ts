@@ -94,12 +94,6 @@ export class Terminology {
     return exp.openSystems.has(system) ? 'unknown' : 'invalid';
   }
 
-  /** True when the expansion has codes of this system or the system is open in it. */
-  coversSystem(valueSetUrl: string, system: string): boolean {
-    const exp = this.expand(valueSetUrl);
-    return exp.open || exp.bySystem.has(system) || exp.openSystems.has(system);
-  }
-
   private computeExpansion(url: string, visiting: Set<string>): Expansion {
     const vs = this.valueSets.get(url);
     if (!vs || visiting.has(url)) return OPEN;
