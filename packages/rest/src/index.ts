@@ -1,0 +1,10 @@
+export * from './router.ts';
+export * from './errors.ts';
+export * from './logging.ts';
+export * from './capability.ts';
+export * from './handler.ts';
+export * from './transaction.ts';
+export * from './patch.ts';
+export * from './headers.ts';
+export * from './bundles.ts';
+export type * from './types.ts';

@@ -1,0 +1,38 @@
+// Request logging with pino-http: request id, method, interaction, resource type, status and
+// duration. Never URLs with query strings, bodies, headers or anything that can hold patient data.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+
+const requestIdPattern = /^[A-Za-z0-9\-_.]{1,64}$/;
+
+export interface LoggedRoute {
+  interaction?: string;
+  resourceType?: string;
+}
+
+export function routeInfo(res: ServerResponse): LoggedRoute {
+  return ((res as unknown as { locals?: { route?: LoggedRoute } }).locals?.route ?? {}) as LoggedRoute;
+}
+
+export function requestLogger(logger: Logger) {
+  return pinoHttp({
+    logger,
+    genReqId: (req: IncomingMessage, res: ServerResponse) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    wrapSerializers: false,
+    serializers: {
+      req: (req: IncomingMessage & { id?: string }) => ({ id: req.id, method: req.method, path: (req.url ?? '').split('?')[0].split('/').slice(0, 3).join('/') }),
+      res: (res: ServerResponse) => ({ statusCode: res.statusCode, ...routeInfo(res) }),
+      err: (err: Error) => ({ type: err.name, message: err.message, stack: err.stack }),
+    },
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'info'),
+    customSuccessMessage: () => 'request completed',
+    customErrorMessage: () => 'request failed',
+  });
+}

@@ -1,0 +1,193 @@
+// batch and transaction Bundles. A transaction is one database transaction: urn:uuid and
+// conditional references are resolved first, entries run in the spec's order (DELETE, POST,
+// PUT/PATCH, GET), and any failing entry fails the whole Bundle with that entry's error.
+import { randomUUID } from 'node:crypto';
+import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
+import { badRequest, isOperationOutcomeError, issuesError, multipleMatches, notFound, OperationOutcomeError, statusForOutcome } from '@tic/fhir';
+import type { Repository } from '@tic/store';
+import { handleFhirRequest } from './handler.ts';
+import type { HandlerOptions } from './handler.ts';
+import type { FhirMethod, FhirRequest, FhirResponse } from './types.ts';
+
+const order: Record<FhirMethod, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3 };
+const statusText: Record<number, string> = { 200: 'OK', 201: 'Created', 204: 'No Content', 304: 'Not Modified' };
+export const MAX_BUNDLE_ENTRIES = 1000;
+
+function entryRequest(entry: BundleEntry, index: number): FhirRequest {
+  const r = entry.request;
+  if (!r?.method || !r.url) throw badRequest(`Bundle entry ${index} needs request.method and request.url`, `Bundle.entry[${index}].request`);
+  const method = r.method.toUpperCase() as FhirMethod;
+  if (!(method in order)) throw badRequest(`Unsupported method ${r.method} in entry ${index}`, `Bundle.entry[${index}].request.method`);
+  const [path, qs] = r.url.replace(/^\//, '').split('?', 2);
+  const query: Record<string, string[]> = {};
+  for (const [k, v] of new URLSearchParams(qs ?? '')) (query[k] ??= []).push(v);
+  let body: unknown = entry.resource;
+  if (method === 'PATCH' && entry.resource?.resourceType === 'Binary') {
+    const data = (entry.resource as { data?: string }).data;
+    body = data ? JSON.parse(Buffer.from(data, 'base64').toString('utf8')) : undefined;
+  }
+  return {
+    method,
+    path,
+    query,
+    body,
+    ifMatch: r.ifMatch,
+    ifNoneExist: r.ifNoneExist,
+    ifNoneMatch: r.ifNoneMatch,
+    ifModifiedSince: r.ifModifiedSince,
+    contentType: method === 'PATCH' ? 'application/json-patch+json' : 'application/fhir+json',
+  };
+}
+
+function responseEntry(res: FhirResponse): BundleEntry {
+  const entry: BundleEntry = {
+    response: {
+      status: `${res.status} ${statusText[res.status] ?? ''}`.trim(),
+      location: res.headers['Location'],
+      etag: res.headers['ETag'],
+      lastModified: res.headers['Last-Modified'] ? new Date(res.headers['Last-Modified']).toISOString() : undefined,
+    },
+  };
+  if (res.body) entry.resource = res.body;
+  return entry;
+}
+
+function errorEntry(err: unknown): BundleEntry {
+  if (isOperationOutcomeError(err)) return { response: { status: String(statusForOutcome(err)), outcome: err.outcome } };
+  throw err;
+}
+
+/** Replaces every Reference.reference equal to a key of `map` (deep). */
+function rewriteReferences(value: unknown, map: Map<string, string>): unknown {
+  if (Array.isArray(value)) return value.map((v) => rewriteReferences(v, map));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = k === 'reference' && typeof v === 'string' && map.has(v) ? map.get(v) : rewriteReferences(v, map);
+    }
+    return out;
+  }
+  return value;
+}
+
+function collectConditionalReferences(value: unknown, out: Set<string>): void {
+  if (Array.isArray(value)) value.forEach((v) => collectConditionalReferences(v, out));
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === 'reference' && typeof v === 'string' && /^[A-Z][A-Za-z]+\?/.test(v)) out.add(v);
+      else collectConditionalReferences(v, out);
+    }
+  }
+}
+
+export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
+  const handlerOptions: HandlerOptions = { ...opts };
+  const processor = async (bundle: Bundle, repo: Repository): Promise<Bundle> => {
+    if (bundle.type !== 'batch' && bundle.type !== 'transaction') throw badRequest('Bundle.type must be batch or transaction', 'Bundle.type');
+    const entries = bundle.entry ?? [];
+    if (entries.length > MAX_BUNDLE_ENTRIES) throw badRequest(`A Bundle may hold at most ${MAX_BUNDLE_ENTRIES} entries`);
+    return bundle.type === 'batch' ? runBatch(entries, repo) : runTransaction(entries, repo);
+  };
+  handlerOptions.bundle = processor;
+
+  async function runBatch(entries: BundleEntry[], repo: Repository): Promise<Bundle> {
+    const out: BundleEntry[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      try {
+        const req = entryRequest(entries[i], i);
+        if (req.path === '' && req.method === 'POST') throw badRequest('Nested Bundles are not allowed in a batch', `Bundle.entry[${i}]`);
+        out.push(responseEntry(await handleFhirRequest(req, repo, handlerOptions)));
+      } catch (e) {
+        out.push(errorEntry(e));
+      }
+    }
+    return { resourceType: 'Bundle', type: 'batch-response', entry: out };
+  }
+
+  async function runTransaction(entries: BundleEntry[], repo: Repository): Promise<Bundle> {
+    const requests = entries.map((e, i) => entryRequest(e, i));
+    return repo.transaction(async (tx) => {
+      // 1. Identities: every POST gets its id now (or the existing match for a conditional create),
+      //    so urn:uuid references anywhere in the Bundle can be rewritten before anything runs.
+      const refMap = new Map<string, string>();
+      const existing = new Map<number, Resource>();
+      const fullUrls = new Set<string>();
+      for (let i = 0; i < requests.length; i++) {
+        const req = requests[i];
+        const fullUrl = entries[i].fullUrl;
+        if (fullUrl) {
+          if (fullUrls.has(fullUrl)) throw badRequest(`Duplicate fullUrl ${fullUrl}`, `Bundle.entry[${i}].fullUrl`);
+          fullUrls.add(fullUrl);
+        }
+        if (req.method !== 'POST' || req.path.includes('/') || req.path === '') continue;
+        const type = req.path;
+        let id: string = randomUUID();
+        if (req.ifNoneExist) {
+          const matches = await tx.searchByQueryString(type, req.ifNoneExist, 2);
+          if (matches.length > 1) throw entryError(i, multipleMatches(`If-None-Exist matched ${matches.length} resources`));
+          if (matches.length === 1) {
+            existing.set(i, matches[0]);
+            id = matches[0].id!;
+          }
+        }
+        if (req.body && typeof req.body === 'object') (req.body as Resource).id = id;
+        if (fullUrl) refMap.set(fullUrl, `${type}/${id}`);
+      }
+      for (let i = 0; i < requests.length; i++) {
+        const req = requests[i];
+        const fullUrl = entries[i].fullUrl;
+        if (fullUrl?.startsWith('urn:uuid:') && req.method === 'PUT' && req.path.includes('/')) refMap.set(fullUrl, req.path.split('/').slice(0, 2).join('/'));
+      }
+      // 2. Conditional references ("Patient?identifier=...") must match exactly one resource.
+      const conditional = new Set<string>();
+      for (const req of requests) collectConditionalReferences(req.body, conditional);
+      for (const ref of conditional) {
+        const [type, qs] = ref.split('?', 2);
+        const matches = await tx.searchByQueryString(type, qs, 2);
+        if (matches.length !== 1) throw (matches.length === 0 ? notFound : multipleMatches)(`Conditional reference ${type}?… matched ${matches.length} resources`);
+        refMap.set(ref, `${type}/${matches[0].id}`);
+      }
+      for (const req of requests) if (req.body !== undefined) req.body = rewriteReferences(req.body, refMap);
+      // 3. Run in the spec's processing order; results go back in the Bundle's order.
+      const indices = requests.map((_, i) => i).sort((a, b) => order[requests[a].method] - order[requests[b].method] || a - b);
+      const results: BundleEntry[] = new Array(requests.length);
+      for (const i of indices) {
+        const req = requests[i];
+        if (req.path === '' && req.method === 'POST') throw entryError(i, badRequest('Nested Bundles are not allowed in a transaction'));
+        try {
+          if (req.method === 'POST' && existing.has(i)) {
+            const found = existing.get(i)!;
+            results[i] = { response: { status: '200 OK', location: `${found.resourceType}/${found.id}/_history/${found.meta?.versionId}`, etag: `W/"${found.meta?.versionId}"` } };
+            continue;
+          }
+          if (req.method === 'POST' && !req.path.includes('/') && req.path !== '' && !req.path.startsWith('$')) {
+            // Create with the id assigned in step 1.
+            const resource = req.body as Resource;
+            if (resource?.resourceType !== req.path) throw badRequest(`Resource type ${resource?.resourceType} does not match ${req.path}`);
+            handlerOptions.authorize?.(tx.ctx, req.path, 'create');
+            const created = await tx.create(resource, { id: resource.id });
+            results[i] = responseEntry({ status: 201, headers: { Location: `${opts.baseUrl}/${created.resourceType}/${created.id}/_history/${created.meta?.versionId}`, ETag: `W/"${created.meta?.versionId}"`, 'Last-Modified': new Date(created.meta!.lastUpdated!).toUTCString() }, body: created });
+            continue;
+          }
+          results[i] = responseEntry(await handleFhirRequest(req, tx, handlerOptions));
+        } catch (e) {
+          throw entryError(i, e);
+        }
+      }
+      return { resourceType: 'Bundle', type: 'transaction-response', entry: results };
+    });
+  }
+
+  return { processor, handlerOptions };
+}
+
+/** Prefixes the failing entry's index to its issues so the client knows which entry failed. */
+function entryError(index: number, err: unknown): unknown {
+  if (!(err instanceof OperationOutcomeError)) return err;
+  const issues = (err.outcome.issue ?? []).map((iss) => ({
+    ...iss,
+    diagnostics: `Bundle.entry[${index}]: ${iss.diagnostics ?? iss.code}`,
+  }));
+  const e = issuesError(issues, statusForOutcome(err));
+  return e;
+}

@@ -1,0 +1,28 @@
+// Smoke test of the composed API: auth, create/read with headers, refusal across organisations.
+import request from 'supertest';
+import type { TestApi } from './testing.ts';
+import { createTestApi } from './testing.ts';
+
+describe('api', () => {
+  let t: TestApi;
+  beforeAll(async () => {
+    t = await createTestApi();
+  }, 120_000);
+  afterAll(async () => t?.close());
+
+  it('creates and reads a Patient with FHIR headers, and hides it from another organisation', async () => {
+    const a = await t.client('a');
+    const b = await t.client('b');
+    const created = await request(t.api.app).post('/fhir/Patient').set('Authorization', a.auth).set('Content-Type', 'application/fhir+json').send(JSON.stringify({ resourceType: 'Patient', gender: 'female' }));
+    expect(created.status).toBe(201);
+    expect(created.headers['content-type']).toMatch(/application\/fhir\+json/);
+    expect(created.headers['etag']).toBe('W/"1"');
+    expect(created.headers['location']).toMatch(new RegExp(`^${t.publicUrl}/fhir/Patient/[0-9a-f-]+/_history/1$`));
+    expect(created.headers['last-modified']).toBeDefined();
+    const id = created.body.id;
+    const read = await request(t.api.app).get(`/fhir/Patient/${id}`).set('Authorization', a.auth);
+    expect(read.status).toBe(200);
+    expect((await request(t.api.app).get(`/fhir/Patient/${id}`).set('Authorization', b.auth)).status).toBe(404);
+    expect((await request(t.api.app).get(`/fhir/Patient/${id}`)).status).toBe(401);
+  });
+});

@@ -1,0 +1,179 @@
+// Builds the API from its dependencies (database, logger, configuration) so tests build it too.
+import express from 'express';
+import type { Express, NextFunction, Request, Response } from 'express';
+import type { Logger } from 'pino';
+import type { CodeSystem, Resource, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
+import type { DomainModule, FhirOperation, RequestContext } from '@tic/fhir';
+import { createValidator, isOperationOutcomeError, notFound, statusForOutcome } from '@tic/fhir';
+import type { Validator } from '@tic/fhir';
+import { buildCapabilityStatement, createFhirRouter, fhirErrorHandler, requestLogger } from '@tic/rest';
+import type { Interaction } from '@tic/rest';
+import type { Db, RepositoryServices } from '@tic/store';
+import { migrate, Repository } from '@tic/store';
+import { createAuth, requireScope, scopeInteractionFor, SqlJtiStore } from '@tic/auth';
+import type { Auth, AuthConfig, ClientRegistration } from '@tic/auth';
+import { loadConformanceResources } from '@tic/fhir-profiles';
+import type { ApiConfig } from './config.ts';
+import { readJsonFile } from './config.ts';
+import { auditAccess, auditRefusal, auditWrite } from './audit.ts';
+import { validateOperation } from './operations/validate.ts';
+import { seedConformance } from './seed.ts';
+import { loadDemoData } from './demo.ts';
+
+export const VERSION = '0.1.0';
+
+export interface AppDeps {
+  config: ApiConfig;
+  db: Db;
+  logger: Logger;
+  /** Domain modules (screening, referral, careplan); the defaults are used when omitted. */
+  modules?: DomainModule[];
+  /** Extra registered clients (tests). */
+  clients?: ClientRegistration[];
+}
+
+export interface Api {
+  app: Express;
+  auth: Auth;
+  validator: Validator;
+  modules: DomainModule[];
+  baseUrl: string;
+  /** Marks the app not ready (graceful shutdown). */
+  setReady(ready: boolean): void;
+  /** A repository acting as the server itself (seeding, jobs, tests). */
+  systemRepository(): Repository;
+}
+
+function authConfigFrom(config: ApiConfig, extraClients: ClientRegistration[]): AuthConfig {
+  const clients = [...((config.auth.clientsFile ? readJsonFile(config.auth.clientsFile) : []) as ClientRegistration[]), ...extraClients];
+  const auth: AuthConfig = {
+    mode: config.auth.mode,
+    environment: config.environment,
+    baseUrl: config.publicUrl,
+    fhirBaseUrl: `${config.publicUrl}/fhir`,
+    clients,
+  };
+  if (!config.databaseUrl || config.environment !== 'production') auth.devDataDir = `${config.dataDir}/dev-client`;
+  if (config.environment === 'production') delete auth.devDataDir;
+  if (config.auth.rateLimitPerSecond) auth.rateLimit = { ratePerSecond: config.auth.rateLimitPerSecond, burst: config.auth.rateLimitBurst ?? Math.ceil(config.auth.rateLimitPerSecond * 2) };
+  if (config.auth.mode === 'external') {
+    auth.external = { issuer: config.auth.externalIssuer ?? '', audience: config.auth.externalAudience ?? `${config.publicUrl}/fhir`, jwksUrl: config.auth.externalJwksUrl ?? '' };
+  }
+  return auth;
+}
+
+export async function createApi(deps: AppDeps): Promise<Api> {
+  const { config, db, logger } = deps;
+  const baseUrl = `${config.publicUrl}/fhir`;
+  await migrate(db);
+
+  const modules = deps.modules ?? (await defaultModules(config));
+  const conformance = [...loadConformanceResources(), ...modules.flatMap((m) => m.conformanceResources?.() ?? [])] as Resource[];
+  const validator = createValidator({
+    profiles: conformance.filter((r): r is StructureDefinition => r.resourceType === 'StructureDefinition'),
+    terminology: conformance.filter((r): r is ValueSet | CodeSystem => r.resourceType === 'ValueSet' || r.resourceType === 'CodeSystem'),
+  });
+
+  const jtiStore = new SqlJtiStore(db);
+  await jtiStore.init();
+  const auth = await createAuth(authConfigFrom(config, deps.clients ?? []), { jtiStore, logger });
+
+  const operations: FhirOperation[] = [validateOperation(validator), ...modules.flatMap((m) => m.operations ?? [])];
+  const services: Omit<RepositoryServices, 'modules'> = {
+    validate: (r) => validator.assertValid(r),
+    onWrite: auditWrite,
+  };
+  const systemRepository = () => new Repository(db, { system: true, baseUrl }, { ...services, modules });
+  await seedConformance(systemRepository(), conformance, logger);
+  if (config.demoData) await loadDemoData(systemRepository(), logger);
+
+  const capabilityDate = new Date().toISOString();
+  let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
+  const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {
+    if (ctx.system) return;
+    if (resourceType === '*') {
+      // System history: every type; allowed only with a wildcard read scope.
+      requireScope(ctx, '*', 'read');
+      return;
+    }
+    const mapped = interaction === 'history-system' || interaction === 'search-system' ? 'search' : interaction;
+    requireScope(ctx, resourceType, scopeInteractionFor(mapped as Parameters<typeof scopeInteractionFor>[0]));
+  };
+
+  let ready = true;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(requestLogger(logger));
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    if (!ready) {
+      res.status(503).json({ status: 'shutting down' });
+      return;
+    }
+    try {
+      await db.query('SELECT 1');
+      res.json({ status: 'ready' });
+    } catch {
+      res.status(503).json({ status: 'database unavailable' });
+    }
+  });
+  app.use(auth.router);
+  app.use(auth.authenticate);
+  app.use(auth.rateLimit);
+  app.use(
+    '/fhir',
+    createFhirRouter({
+      db,
+      baseUrl,
+      modules,
+      services,
+      operations,
+      validate: (r) => ({ resourceType: 'OperationOutcome', issue: validator.validate(r) }),
+      capabilityStatement: () => (capability ??= buildCapabilityStatement({ baseUrl, version: VERSION, operations, date: capabilityDate, smart: { tokenUrl: `${config.publicUrl}/auth/token` } })),
+      authorize,
+      onAccess: async (repo, interaction, resourceType, resources) => auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources),
+      contextOf: (req) => contextOf(req),
+    }),
+  );
+  // Refused requests are audited before the refusal is sent.
+  app.use(async (err: unknown, req: Request, _res: Response, next: NextFunction) => {
+    if (isOperationOutcomeError(err)) {
+      const status = statusForOutcome(err);
+      if (status === 401 || status === 403) {
+        const segment = req.path.split('/')[2];
+        await auditRefusal(db, (req as Request & { tic?: RequestContext }).tic, status, segment && /^[A-Z]/.test(segment) ? segment : undefined).catch((e: unknown) =>
+          logger.error({ err: e }, 'audit of a refused request failed'),
+        );
+      }
+    }
+    next(err);
+  });
+  app.use((_req, _res, next) => next(notFound('No such endpoint')));
+  app.use(fhirErrorHandler(logger));
+
+  return {
+    app,
+    auth,
+    validator,
+    modules,
+    baseUrl,
+    setReady: (r) => {
+      ready = r;
+    },
+    systemRepository,
+  };
+}
+
+async function defaultModules(_config: ApiConfig): Promise<DomainModule[]> {
+  return [];
+}
+
+/** The acting client's context as the store understands it. */
+function contextOf(req: Request): RequestContext {
+  const tic = (req as Request & { tic?: RequestContext & { sensitive?: boolean } }).tic;
+  if (!tic) return { system: true };
+  return { ...tic, canReadRestricted: tic.sensitive === true };
+}

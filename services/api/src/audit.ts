@@ -1,0 +1,70 @@
+// The audit trail: an AuditEvent for every create, read, search, update and delete of data and for
+// every refused request. Writes are audited in the write's own transaction; reads before the
+// response is sent, so none is lost on a crash.
+import type { AuditEvent, Resource } from '@medplum/fhirtypes';
+import type { RequestContext, WriteInteraction } from '@tic/fhir';
+import { buildAuditEvent } from '@tic/auth';
+import type { AuditAction, RestfulInteraction } from '@tic/auth';
+import type { Db } from '@tic/store';
+import { Repository } from '@tic/store';
+
+const actionFor: Record<WriteInteraction, AuditAction> = { create: 'C', update: 'U', patch: 'U', delete: 'D' };
+
+/** The Patient a resource is about, when it says so plainly. */
+export function patientOf(resource: Resource | undefined): string | undefined {
+  if (!resource) return undefined;
+  if (resource.resourceType === 'Patient') return `Patient/${resource.id}`;
+  const r = resource as unknown as Record<string, { reference?: string } | undefined>;
+  for (const key of ['subject', 'patient', 'for', 'beneficiary']) {
+    const ref = r[key]?.reference;
+    if (typeof ref === 'string' && ref.startsWith('Patient/')) return ref;
+  }
+  return undefined;
+}
+
+function auditRepo(db: Db, ctx: RequestContext): Repository {
+  // Owned by the acting organisation, so its auditors see its own trail; written by the server.
+  return new Repository(db, ctx.organization ? { organization: ctx.organization, clientId: ctx.clientId } : { system: true }, { modules: [] });
+}
+
+export async function auditWrite(db: Db, ctx: RequestContext, interaction: WriteInteraction, resource: Resource): Promise<void> {
+  if (resource.resourceType === 'AuditEvent' || ctx.system) return;
+  const event = buildAuditEvent({
+    ctx,
+    action: actionFor[interaction],
+    interaction: interaction === 'patch' ? 'patch' : interaction,
+    resources: [`${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`],
+    patient: patientOf(resource),
+    outcome: '0',
+  });
+  await auditRepo(db, ctx).create<AuditEvent>(event);
+}
+
+export async function auditAccess(db: Db, ctx: RequestContext, interaction: RestfulInteraction, resourceType: string | undefined, resources: Resource[], parameterNames?: string[]): Promise<void> {
+  if (ctx.system) return;
+  const patients = [...new Set(resources.map(patientOf).filter((p): p is string => !!p))];
+  const event = buildAuditEvent({
+    ctx,
+    action: interaction.startsWith('search') ? 'E' : 'R',
+    interaction,
+    resources: interaction.startsWith('search') ? [] : resources.map((r) => `${r.resourceType}/${r.id}`),
+    patient: patients[0],
+    outcome: '0',
+    searchResourceType: interaction.startsWith('search') ? resourceType : undefined,
+    searchParameterNames: parameterNames,
+  });
+  await auditRepo(db, ctx).create<AuditEvent>(event);
+}
+
+export async function auditRefusal(db: Db, ctx: RequestContext | undefined, status: number, resourceType: string | undefined): Promise<void> {
+  const event = buildAuditEvent({
+    ctx,
+    action: 'E',
+    interaction: 'operation',
+    resources: [],
+    outcome: status >= 500 ? '8' : '4',
+    httpStatus: status,
+    searchResourceType: resourceType,
+  });
+  await new Repository(db, ctx?.organization ? { organization: ctx.organization } : { system: true }, { modules: [] }).create<AuditEvent>(event);
+}

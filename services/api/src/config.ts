@@ -1,0 +1,119 @@
+// Configuration, read once at start from the environment and validated with ajv.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Ajv } from 'ajv';
+
+export interface ApiConfig {
+  port: number;
+  host: string;
+  /** Public origin, e.g. http://localhost:8080; the FHIR base is `${publicUrl}/fhir`. */
+  publicUrl: string;
+  /** PostgreSQL connection string; when absent PGlite runs embedded in dataDir. */
+  databaseUrl?: string;
+  dataDir: string;
+  poolSize: number;
+  environment: 'development' | 'production';
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Load the demo data set at start (embedded default). */
+  demoData: boolean;
+  auth: {
+    mode: 'builtin' | 'external';
+    /** JSON file with the client registry (array of registrations). */
+    clientsFile?: string;
+    externalIssuer?: string;
+    externalAudience?: string;
+    externalJwksUrl?: string;
+    rateLimitPerSecond?: number;
+    rateLimitBurst?: number;
+  };
+  /** Per-organisation screening configuration (cut-offs and protocols), a JSON file. */
+  screeningConfigFile?: string;
+  shutdownTimeoutMs: number;
+}
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['port', 'host', 'publicUrl', 'dataDir', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs'],
+  properties: {
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    host: { type: 'string', minLength: 1 },
+    publicUrl: { type: 'string', pattern: '^https?://[^/]+(/.*[^/])?$' },
+    databaseUrl: { type: 'string', pattern: '^postgres(ql)?://' },
+    dataDir: { type: 'string', minLength: 1 },
+    poolSize: { type: 'integer', minimum: 1, maximum: 500 },
+    environment: { enum: ['development', 'production'] },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    demoData: { type: 'boolean' },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['mode'],
+      properties: {
+        mode: { enum: ['builtin', 'external'] },
+        clientsFile: { type: 'string' },
+        externalIssuer: { type: 'string' },
+        externalAudience: { type: 'string' },
+        externalJwksUrl: { type: 'string' },
+        rateLimitPerSecond: { type: 'number', exclusiveMinimum: 0 },
+        rateLimitBurst: { type: 'integer', minimum: 1 },
+      },
+    },
+    screeningConfigFile: { type: 'string' },
+    shutdownTimeoutMs: { type: 'integer', minimum: 0 },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: true, useDefaults: false }).compile<ApiConfig>(schema);
+
+function int(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name} must be a number, got "${v}"`);
+  return n;
+}
+
+function bool(v: string | undefined): boolean | undefined {
+  if (v === undefined || v === '') return undefined;
+  return ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
+}
+
+/** Builds and validates the configuration from environment variables (see README, Configuration). */
+export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConfig {
+  const port = int(env.PORT, 'PORT') ?? 8080;
+  const environment = env.TIC_ENV === 'production' || env.NODE_ENV === 'production' ? 'production' : 'development';
+  const databaseUrl = env.DATABASE_URL || undefined;
+  const config: ApiConfig = {
+    port,
+    host: env.HOST ?? '0.0.0.0',
+    publicUrl: (env.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    databaseUrl,
+    dataDir: resolve(cwd, env.DATA_DIR ?? 'data'),
+    poolSize: int(env.PG_POOL_SIZE, 'PG_POOL_SIZE') ?? 20,
+    environment,
+    logLevel: (env.LOG_LEVEL as ApiConfig['logLevel']) ?? 'info',
+    demoData: bool(env.DEMO_DATA) ?? !databaseUrl,
+    auth: {
+      mode: env.AUTH_MODE === 'external' ? 'external' : 'builtin',
+      clientsFile: env.AUTH_CLIENTS_FILE,
+      externalIssuer: env.AUTH_EXTERNAL_ISSUER,
+      externalAudience: env.AUTH_EXTERNAL_AUDIENCE,
+      externalJwksUrl: env.AUTH_EXTERNAL_JWKS_URL,
+      rateLimitPerSecond: int(env.RATE_LIMIT_PER_SECOND, 'RATE_LIMIT_PER_SECOND'),
+      rateLimitBurst: int(env.RATE_LIMIT_BURST, 'RATE_LIMIT_BURST'),
+    },
+    screeningConfigFile: env.SCREENING_CONFIG_FILE,
+    shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
+  };
+  for (const k of Object.keys(config.auth) as Array<keyof ApiConfig['auth']>) if (config.auth[k] === undefined) delete config.auth[k];
+  for (const k of Object.keys(config) as Array<keyof ApiConfig>) if (config[k] === undefined) delete config[k];
+  if (!validate(config)) {
+    const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message}`).join('; ');
+    throw new Error(`Invalid configuration: ${problems}`);
+  }
+  return config;
+}
+
+export function readJsonFile(path: string): unknown {
+  return JSON.parse(readFileSync(path, 'utf8'));
+}

@@ -1,0 +1,51 @@
+// Demo data for the embedded mode: a small cross-sector network and a few people, loaded
+// idempotently (conditional creates on identifiers) so restarts never duplicate it. Everything
+// here is fictional.
+import type { Organization, Patient, Resource } from '@medplum/fhirtypes';
+import type { Logger } from 'pino';
+import type { Repository } from '@tic/store';
+import { loadExamples } from '@tic/fhir-profiles';
+
+const DEMO = 'https://tic-exchange.org/fhir/demo';
+
+const organizations: Array<[id: string, name: string]> = [
+  ['demo-clinic', 'Harbourside Primary Care (demo)'],
+  ['demo-housing', 'Northgate Housing Trust (demo)'],
+  ['demo-peer', 'Lantern Peer Support Collective (demo)'],
+  ['tic-dev-organization', 'Development client organisation (demo)'],
+];
+
+const patients: Array<[id: string, family: string, given: string, birthDate: string, gender: Patient['gender']]> = [
+  ['demo-p1', 'Rivera', 'Alex', '1988-04-12', 'other'],
+  ['demo-p2', 'Okafor', 'Ngozi', '1975-09-30', 'female'],
+  ['demo-p3', 'Tane', 'Wiremu', '2001-01-22', 'male'],
+];
+
+export async function loadDemoData(repo: Repository, logger: Logger): Promise<void> {
+  const resources: Resource[] = [
+    ...organizations.map(([id, name]): Organization => ({ resourceType: 'Organization', id, active: true, name, identifier: [{ system: `${DEMO}/organization`, value: id }] })),
+    ...patients.map(([id, family, given, birthDate, gender]): Patient => ({
+      resourceType: 'Patient',
+      id,
+      identifier: [{ system: `${DEMO}/patient`, value: id }],
+      name: [{ family, given: [given] }],
+      birthDate,
+      gender,
+      managingOrganization: { reference: 'Organization/demo-clinic' },
+    })),
+    ...loadExamples(),
+  ];
+  let created = 0;
+  for (const r of resources) {
+    if (!r.id) continue;
+    const exists = await repo.readRow(r.resourceType, r.id);
+    if (exists) continue;
+    try {
+      await repo.update(r);
+      created++;
+    } catch (e) {
+      logger.warn({ resourceType: r.resourceType, err: (e as Error).message }, 'demo resource skipped');
+    }
+  }
+  logger.info({ created }, 'demo data loaded');
+}

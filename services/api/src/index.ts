@@ -1,0 +1,53 @@
+// Reads configuration, opens the database and starts the API (and, in the embedded mode, the
+// worker in the same process). Graceful shutdown: stop accepting, finish in-flight requests, close.
+import { mkdirSync } from 'node:fs';
+import { pino } from 'pino';
+import { openDatabase } from '@tic/store';
+import { loadConfig } from './config.ts';
+import { createApi } from './app.ts';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const logger = pino({ level: config.logLevel, redact: { paths: ['req.headers.authorization', 'req.body', 'res.body'], remove: true } });
+  if (!config.databaseUrl) mkdirSync(config.dataDir, { recursive: true });
+  logger.info({ node: process.version, database: config.databaseUrl ? 'postgresql' : 'pglite', dataDir: config.databaseUrl ? undefined : config.dataDir }, 'starting tic-exchange');
+  const db = await openDatabase({ url: config.databaseUrl, dataDir: config.databaseUrl ? undefined : `${config.dataDir}/pglite`, poolSize: config.poolSize });
+  const api = await createApi({ config, db, logger });
+  const server = api.app.listen(config.port, config.host, () => {
+    logger.info({ url: api.baseUrl }, 'FHIR API listening');
+    if (api.auth.devTokenCommand) {
+      process.stdout.write(`\ntic-exchange is up: FHIR base ${api.baseUrl}\nGet a development access token with:\n  ${api.auth.devTokenCommand}\n\n`);
+    }
+  });
+  server.keepAliveTimeout = 65_000;
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    api.setReady(false);
+    const force = setTimeout(() => {
+      logger.warn('shutdown timeout: closing remaining connections');
+      server.closeAllConnections();
+    }, config.shutdownTimeoutMs);
+    force.unref();
+    server.close(() => {
+      db.close().then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        () => process.exit(1),
+      );
+    });
+    server.closeIdleConnections();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`tic-exchange failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

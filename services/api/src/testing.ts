@@ -1,0 +1,77 @@
+// Test harness: the real API on a fresh database (PostgreSQL when DATABASE_URL is set, else PGlite),
+// with registered clients of different organisations that obtain real tokens from the token endpoint.
+import { exportJWK, generateKeyPair } from 'jose';
+import type { JWK } from 'jose';
+import { pino } from 'pino';
+import request from 'supertest';
+import { signClientAssertion, tokenRequestBody } from '@tic/auth';
+import type { ClientRegistration } from '@tic/auth';
+import type { DomainModule } from '@tic/fhir';
+import { openTestDatabase } from '@tic/store/testing';
+import type { TestDatabase } from '@tic/store/testing';
+import type { Api } from './app.ts';
+import { createApi } from './app.ts';
+import { loadConfig } from './config.ts';
+
+export interface TestClient {
+  clientId: string;
+  organization: string;
+  token: string;
+  /** Authorization header value. */
+  auth: string;
+}
+
+export interface TestApi {
+  api: Api;
+  db: TestDatabase;
+  publicUrl: string;
+  /** A client of `organization` with `scopes` (default system/*.cruds), token already obtained. */
+  client(name: string, options?: { organization?: string; scopes?: string[]; sensitive?: boolean; auditor?: boolean }): Promise<TestClient>;
+  close(): Promise<void>;
+}
+
+export async function createTestApi(options: { kind?: 'postgres' | 'pglite'; modules?: DomainModule[]; publicUrl?: string; env?: Record<string, string> } = {}): Promise<TestApi> {
+  const kind = options.kind ?? (process.env.DATABASE_URL ? 'postgres' : 'pglite');
+  const db = await openTestDatabase(kind);
+  const publicUrl = options.publicUrl ?? 'http://127.0.0.1:8080';
+  const config = loadConfig({ PUBLIC_URL: publicUrl, DATA_DIR: `/tmp/tic-test-${process.pid}`, DEMO_DATA: 'false', LOG_LEVEL: 'silent', ...options.env });
+  // Keys are registered up front; createApi validates the registry once.
+  const pending = new Map<string, { registration: ClientRegistration; jwk: JWK }>();
+  const names = ['a', 'b', 'c', 'auditor', 'sensitive', 'narrow', 'd', 'e'];
+  for (const name of names) {
+    const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
+    const kid = `test-${name}`;
+    const pub = { ...(await exportJWK(publicKey)), kid, alg: 'ES384', use: 'sig' };
+    const jwk = { ...(await exportJWK(privateKey)), kid, alg: 'ES384' };
+    const registration: ClientRegistration = {
+      clientId: `client-${name}`,
+      organization: `Organization/org-${name}`,
+      scopes: name === 'auditor' ? ['system/*.cruds', 'system/AuditEvent.rs'] : name === 'narrow' ? ['system/Patient.rs'] : ['system/*.cruds'],
+      jwks: { keys: [pub as never] },
+      ...(name === 'auditor' ? { auditor: true } : {}),
+      ...(name === 'sensitive' ? { sensitive: true } : {}),
+    };
+    pending.set(name, { registration, jwk });
+  }
+  const logger = pino({ level: 'silent' });
+  const api = await createApi({ config, db: db.db, logger, modules: options.modules, clients: [...pending.values()].map((p) => p.registration) });
+  const tokenUrl = `${publicUrl}/auth/token`;
+  return {
+    api,
+    db,
+    publicUrl,
+    async client(name, opts = {}) {
+      const p = pending.get(name);
+      if (!p) throw new Error(`No test client "${name}" (have ${names.join(', ')})`);
+      const scopes = opts.scopes ?? p.registration.scopes;
+      const assertion = await signClientAssertion({ clientId: p.registration.clientId, tokenUrl, privateJwk: p.jwk });
+      const res = await request(api.app).post('/auth/token').type('form').send(tokenRequestBody(assertion, scopes.join(' ')).toString());
+      if (res.status !== 200) throw new Error(`token request failed: ${res.status} ${JSON.stringify(res.body)}`);
+      const token = res.body.access_token as string;
+      return { clientId: p.registration.clientId, organization: p.registration.organization, token, auth: `Bearer ${token}` };
+    },
+    async close() {
+      await db.drop();
+    },
+  };
+}
