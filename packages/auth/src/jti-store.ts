@@ -24,7 +24,7 @@ export class MemoryJtiStore implements JtiStore {
 
 /** The minimum the SQL store needs; `Db` from @tic/store and a pg Pool both fit. */
 export interface SqlClient {
-  query(sql: string, params?: unknown[]): Promise<{ rows: any[] }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  query(sql: string, params?: unknown[]): Promise<{ rows: any[] }>;  
 }
 
 export interface SqlJtiStoreOptions {

@@ -1,5 +1,6 @@
 import { parseJsonBody } from './json.ts';
-import { OperationOutcomeError, statusForOutcome } from './outcomes.ts';
+import type { OperationOutcomeError} from './outcomes.ts';
+import { statusForOutcome } from './outcomes.ts';
 import { allResourceTypes, isKnownResourceType, searchParametersFor } from './definitions.ts';
 
 function rejects(text: string): OperationOutcomeError {

@@ -20,7 +20,8 @@ export function fhirErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     // Never the message or stack to the client; to the log without request data.
-    (req as { log?: Logger }).log?.error({ err: e }, 'unhandled error') ?? logger.error({ err: e }, 'unhandled error');
+    const log = (req as { log?: Logger }).log ?? logger;
+    log.error({ err: e }, 'unhandled error');
     res.status(500).type(FHIR_JSON).send(JSON.stringify(outcome('exception', 'Internal server error')));
   };
 }
