@@ -108,13 +108,9 @@ function add(rows: IndexRows, code: string, type: string, tv: TypedValue): void 
       return;
     case 'reference':
       if (typeof v === 'string') {
-        const { type: t, id } = parseReference(v);
-        rows.reference.push([code, t ?? null, id ?? null, v]);
+        addReference(rows, code, v);
       } else if (typeof v === 'object') {
-        if (typeof v.reference === 'string') {
-          const { type: t, id } = parseReference(v.reference);
-          rows.reference.push([code, t ?? null, id ?? null, v.reference]);
-        }
+        if (typeof v.reference === 'string') addReference(rows, code, v.reference);
         if (v.identifier?.value) rows.token.push([`${code}:identifier`, v.identifier.system ?? null, v.identifier.value, null]);
       }
       return;
@@ -137,26 +133,47 @@ function add(rows: IndexRows, code: string, type: string, tv: TypedValue): void 
   }
 }
 
+/**
+ * A local reference ("Patient/1", "Patient/1/_history/2") is stored as target type + id, which
+ * _include, chains and _has join on. An absolute URL or canonical ("http://x/Questionnaire/q|2")
+ * is stored with no target type and target_id = the URL without its |version, so it can be
+ * searched by URL through the same index but never joins to a local resource.
+ */
+function addReference(rows: IndexRows, code: string, ref: string): void {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(ref)) {
+    const bar = ref.indexOf('|');
+    rows.reference.push([code, null, bar < 0 ? ref : ref.slice(0, bar), ref]);
+    return;
+  }
+  const { type, id } = parseReference(ref);
+  rows.reference.push([code, type ?? null, id ?? null, ref]);
+}
+
 function addToken(rows: IndexRows, code: string, dataType: string, v: any): void {
   if (typeof v === 'string' || typeof v === 'number') {
     rows.token.push([code, null, String(v), null]);
   } else if (typeof v === 'boolean') {
     rows.token.push([code, null, String(v), null]);
   } else if (dataType === 'CodeableConcept' || Array.isArray(v.coding) || typeof v.text === 'string') {
-    for (const c of v.coding ?? []) if (c?.code || c?.display) rows.token.push([code, c.system ?? null, c.code ?? null, c.display ?? null]);
-    if (typeof v.text === 'string') rows.token.push([code, null, null, v.text]);
+    for (const c of v.coding ?? []) if (c?.code || c?.display) rows.token.push([code, c.system ?? null, c.code ?? null, textOf(c.display)]);
+    if (typeof v.text === 'string') rows.token.push([code, null, null, textOf(v.text)]);
   } else if (dataType === 'Identifier' || (v.value !== undefined && (v.system !== undefined || v.type !== undefined || v.use !== undefined))) {
-    if (v.value !== undefined || v.system !== undefined) rows.token.push([code, v.system ?? null, v.value ?? null, v.type?.text ?? null]);
+    if (v.value !== undefined || v.system !== undefined) rows.token.push([code, v.system ?? null, v.value ?? null, textOf(v.type?.text)]);
     for (const t of v.type?.coding ?? []) {
       if (t?.code && v.value) rows.token.push([`${code}:of-type`, `${t.system ?? ''}|${t.code}`, v.value, null]);
     }
   } else if (dataType === 'ContactPoint') {
     if (v.value) rows.token.push([code, v.system ?? null, v.value, null]);
   } else if (v.code !== undefined || v.system !== undefined) {
-    rows.token.push([code, v.system ?? null, v.code ?? null, v.display ?? null]);
+    rows.token.push([code, v.system ?? null, v.code ?? null, textOf(v.display)]);
   } else if (v.value !== undefined) {
     rows.token.push([code, null, String(v.value), null]);
   }
+}
+
+/** Token display text is stored normalised (lower case, no accents): it only serves :text search. */
+function textOf(s: unknown): string | null {
+  return typeof s === 'string' && s.length > 0 ? normalizeString(s) : null;
 }
 
 function pushString(rows: IndexRows, code: string, s: unknown): void {
@@ -215,6 +232,22 @@ export function indexResource(resource: Resource): IndexRows {
       continue;
     }
     for (const tv of values) add(rows, p.code, p.type, tv);
+  }
+  return dedupe(rows);
+}
+
+/** Drops duplicate rows (e.g. a name part that appears twice): they add write cost and nothing else. */
+function dedupe(rows: IndexRows): IndexRows {
+  for (const key of Object.keys(rows) as IndexTable[]) {
+    const list = rows[key] as unknown[][];
+    if (list.length < 2) continue;
+    const seen = new Set<string>();
+    (rows as unknown as Record<string, unknown[][]>)[key] = list.filter((r) => {
+      const k = JSON.stringify(r);
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
   }
   return rows;
 }

@@ -1,0 +1,77 @@
+// _include and _revinclude (with :iterate): one query per round gathers the keys of every
+// referenced (or referencing) resource from sp_reference, then reads those resources through the
+// same visibility predicate as the match itself, so nothing hidden is ever included.
+import type { Resource } from '@medplum/fhirtypes';
+import type { Db } from './db.ts';
+import type { IncludeSpec } from './search-query.ts';
+import type { SqlContext } from './search-sql.ts';
+import { Sql, visibilitySql } from './search-sql.ts';
+
+/** Most resources added by includes to one page (further ones are left out with a warning). */
+export const MAX_INCLUDED = 1000;
+const MAX_ROUNDS = 4;
+
+export interface IncludeResult {
+  resources: Resource[];
+  truncated: boolean;
+}
+
+function keysOf(resources: Resource[]): { types: string[]; ids: string[] } {
+  return { types: resources.map((r) => r.resourceType), ids: resources.map((r) => r.id!) };
+}
+
+/** The key query of one spec applied to `frontier`, or undefined when it cannot apply. */
+function specSql(sql: Sql, spec: IncludeSpec, frontier: Resource[]): string | undefined {
+  if (!spec.reverse) {
+    const sources = frontier.filter((m) => m.resourceType === spec.sourceType);
+    if (sources.length === 0) return undefined;
+    const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `x.id = ANY(${sql.p(sources.map((s) => s.id))}::text[])`, 'x.target_type IS NOT NULL'];
+    if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+    if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
+    return `SELECT x.target_type AS t, x.target_id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
+  }
+  const { types, ids } = keysOf(frontier);
+  const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `(x.target_type, x.target_id) IN (SELECT * FROM unnest(${sql.p(types)}::text[], ${sql.p(ids)}::text[]))`];
+  if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+  if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
+  return `SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
+}
+
+/** Resources included for the page `matches`, in first-seen order, without the matches themselves. */
+export async function loadIncludes(db: Db, base: Omit<SqlContext, 'sql'>, matches: Resource[], specs: IncludeSpec[]): Promise<IncludeResult> {
+  const seen = new Set(matches.map((m) => `${m.resourceType}/${m.id}`));
+  const out: Resource[] = [];
+  let frontier = matches;
+  let truncated = false;
+  for (let round = 0; round < MAX_ROUNDS && frontier.length > 0 && !truncated; round++) {
+    const sql = new Sql();
+    const parts = specs
+      .filter((s) => round === 0 || s.iterate)
+      .map((s) => specSql(sql, s, frontier))
+      .filter((s): s is string => s !== undefined);
+    if (parts.length === 0) break;
+    const vis = visibilitySql({ ...base, sql });
+    const room = MAX_INCLUDED - out.length;
+    const r = await db.query<{ content: string }>(
+      `WITH k AS (${parts.join(' UNION ')})
+       SELECT r.content FROM k JOIN resource r ON r.resource_type = k.t AND r.id = k.i
+       WHERE NOT r.deleted AND ${vis} LIMIT ${sql.p(room + seen.size + 1)}`,
+      sql.params,
+    );
+    const next: Resource[] = [];
+    for (const row of r.rows) {
+      const res = JSON.parse(row.content) as Resource;
+      const key = `${res.resourceType}/${res.id}`;
+      if (seen.has(key)) continue;
+      if (out.length >= MAX_INCLUDED) {
+        truncated = true;
+        break;
+      }
+      seen.add(key);
+      out.push(res);
+      next.push(res);
+    }
+    frontier = next;
+  }
+  return { resources: out, truncated };
+}

@@ -1,0 +1,235 @@
+// Turns parsed search filters into SQL predicates over a resource row aliased `r`. Every value is
+// a bound parameter; identifiers in the SQL come only from this file's constants. Index rows are
+// matched with EXISTS semi-joins keyed on (resource_type, code, value…) so PostgreSQL can drive the
+// search from the selective index or probe per row, whichever is cheaper.
+//
+// Nesting (chains, _has) opens a subquery over `resource r` again: the inner alias deliberately
+// shadows the outer one, so the visibility predicate (access.ts, written over alias `r`) applies
+// unchanged to the referenced or referencing resource.
+import type { RequestContext } from '@tic/fhir';
+import type { VisibilityRule } from './access.ts';
+import { visibilityPredicate } from './access.ts';
+import { normalizeString } from './indexer.ts';
+import type { Filter } from './search-query.ts';
+import type { Prefix } from './search-values.ts';
+import { escapeLike, numberHalfUnit, pointCondition, rangeCondition, searchDateRange, splitPipes, splitPrefix, splitToken, uriAncestors } from './search-values.ts';
+
+/** Collects bound parameters and hands out their placeholders. */
+export class Sql {
+  readonly params: unknown[] = [];
+  p(value: unknown): string {
+    this.params.push(value);
+    return `$${this.params.length}`;
+  }
+}
+
+export interface SqlContext {
+  sql: Sql;
+  ctx: RequestContext;
+  rules: VisibilityRule[];
+  baseUrl?: string;
+  now?: number;
+}
+
+export const tableForType: Record<string, string> = {
+  token: 'sp_token',
+  string: 'sp_string',
+  reference: 'sp_reference',
+  date: 'sp_date',
+  number: 'sp_number',
+  quantity: 'sp_quantity',
+  uri: 'sp_uri',
+};
+
+/** The visibility predicate over alias `r`, with its parameters bound; 'true' for the server. */
+export function visibilitySql(c: SqlContext): string {
+  const v = visibilityPredicate(c.ctx, c.rules);
+  if (!v) return 'true';
+  let i = 0;
+  return v.sql.replace(/\$\?/g, () => c.sql.p(v.params[i++]));
+}
+
+/** EXISTS over an index table for the current resource `r` of type `type`. */
+function indexExists(c: SqlContext, table: string, type: string, code: string, cond: string): string {
+  return `EXISTS (SELECT 1 FROM ${table} x WHERE x.resource_type = ${c.sql.p(type)} AND x.id = r.id AND x.code = ${c.sql.p(code)}${cond ? ` AND ${cond}` : ''})`;
+}
+
+function or(parts: string[]): string {
+  return parts.length === 1 ? parts[0] : `(${parts.join(' OR ')})`;
+}
+
+function tokenCondition(c: SqlContext, code: string, modifier: string | undefined, value: string): { code: string; cond: string } {
+  const { sql } = c;
+  if (modifier === 'text') {
+    const norm = escapeLike(normalizeString(value));
+    return { code, cond: `(x.display LIKE ${sql.p(norm + '%')} OR x.display LIKE ${sql.p('% ' + norm + '%')})` };
+  }
+  if (modifier === 'of-type') {
+    const [system, typeCode, v] = splitPipes(value);
+    return { code: `${code}:of-type`, cond: `x.value = ${sql.p(v)} AND x.system = ${sql.p(`${system}|${typeCode}`)}` };
+  }
+  const { system, code: tokenCode } = splitToken(value);
+  const conds: string[] = [];
+  if (tokenCode) conds.push(`x.value = ${sql.p(tokenCode)}`);
+  if (system !== undefined) conds.push(system === '' ? 'x.system IS NULL' : `x.system = ${sql.p(system)}`);
+  return { code, cond: conds.join(' AND ') };
+}
+
+function stringCondition(c: SqlContext, modifier: string | undefined, value: string): string {
+  if (modifier === 'exact') return `x.value = ${c.sql.p(value)}`;
+  const norm = escapeLike(normalizeString(value));
+  if (modifier === 'contains') return `x.norm LIKE ${c.sql.p('%' + norm + '%')}`;
+  return `x.norm LIKE ${c.sql.p(norm + '%')}`;
+}
+
+/** Reference values: Type/id, id (any type, or the :Type modifier), absolute URL or canonical. */
+function referenceCondition(c: SqlContext, modifier: string | undefined, value: string): string {
+  const { sql } = c;
+  let ref = value;
+  if (c.baseUrl && ref.startsWith(c.baseUrl.replace(/\/$/, '') + '/')) ref = ref.slice(c.baseUrl.replace(/\/$/, '').length + 1);
+  const local = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(ref);
+  if (local) {
+    if (modifier && modifier !== local[1]) return 'false';
+    return `x.target_id = ${sql.p(local[2])} AND x.target_type = ${sql.p(local[1])}`;
+  }
+  if (/^[a-z][a-z0-9+.-]*:/i.test(ref)) {
+    // Absolute URL (another server) or canonical, optionally with |version.
+    const bar = ref.indexOf('|');
+    if (bar < 0) return `x.target_id = ${sql.p(ref)} AND x.target_type IS NULL`;
+    return `x.target_id = ${sql.p(ref.slice(0, bar))} AND x.target_type IS NULL AND x.reference = ${sql.p(ref)}`;
+  }
+  if (modifier) return `x.target_id = ${sql.p(ref)} AND x.target_type = ${sql.p(modifier)}`;
+  return `x.target_id = ${sql.p(ref)} AND x.target_type IS NOT NULL`;
+}
+
+function dateCondition(c: SqlContext, value: string): string {
+  const [prefix, v] = splitPrefix(value);
+  const range = searchDateRange(prefix, v, c.now)!;
+  // Bind only the bounds the condition uses (PostgreSQL rejects untyped unused parameters).
+  const cond = rangeCondition(prefix, 'x.low', 'x.high', 'PL', 'PH');
+  return bindBounds(c, cond, range);
+}
+
+function bindBounds(c: SqlContext, cond: string, range: [string, string]): string {
+  const pl = cond.includes('PL') ? `${c.sql.p(range[0])}::timestamptz` : '';
+  const ph = cond.includes('PH') ? `${c.sql.p(range[1])}::timestamptz` : '';
+  return cond.replace(/\bPL\b/g, pl).replace(/\bPH\b/g, ph);
+}
+
+const numberOps: Partial<Record<Prefix, string>> = { gt: '>', lt: '<', ge: '>=', le: '<=', sa: '>', eb: '<' };
+
+function numberCondition(c: SqlContext, prefix: Prefix, num: string): string {
+  const { sql } = c;
+  const op = numberOps[prefix];
+  if (op) return `x.value ${op} ${sql.p(num)}::numeric`;
+  if (prefix === 'ap') {
+    // Approximately: within 10% of the value.
+    const n = Number(num);
+    const d = Math.abs(n) * 0.1;
+    return `x.value >= ${sql.p(String(n - d))}::numeric AND x.value <= ${sql.p(String(n + d))}::numeric`;
+  }
+  // eq / ne: the value's implicit precision range [n - half, n + half).
+  const half = numberHalfUnit(num)!;
+  const inRange = `x.value >= (${sql.p(num)}::numeric - ${sql.p(half)}::numeric) AND x.value < (${sql.p(num)}::numeric + ${sql.p(half)}::numeric)`;
+  return prefix === 'ne' ? `NOT (${inRange})` : inRange;
+}
+
+function quantityCondition(c: SqlContext, value: string): string {
+  const [prefix, rest] = splitPrefix(value);
+  const [num, system, unit] = splitPipes(rest);
+  let cond = numberCondition(c, prefix, num);
+  if (system) cond += ` AND x.system = ${c.sql.p(system)}`;
+  if (unit) cond += ` AND x.unit = ${c.sql.p(unit)}`;
+  return cond;
+}
+
+function uriCondition(c: SqlContext, modifier: string | undefined, value: string): string {
+  const { sql } = c;
+  if (modifier === 'below') {
+    const base = value.replace(/\/$/, '');
+    return `(x.value = ${sql.p(base)} OR x.value LIKE ${sql.p(escapeLike(base) + '/%')})`;
+  }
+  if (modifier === 'above') return `x.value = ANY(${sql.p(uriAncestors(value))}::text[])`;
+  return `x.value = ${sql.p(value)}`;
+}
+
+function paramPredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): string {
+  const { type, code, sp, modifier } = f;
+  switch (sp.type) {
+    case 'token': {
+      if (modifier === 'not') {
+        // :not matches resources with no matching value, including those with no value at all.
+        return f.values.map((v) => `NOT ${indexExists(c, 'sp_token', type, code, tokenCondition(c, code, undefined, v).cond)}`).join(' AND ');
+      }
+      return or(
+        f.values.map((v) => {
+          const t = tokenCondition(c, code, modifier, v);
+          return indexExists(c, 'sp_token', type, t.code, t.cond);
+        }),
+      );
+    }
+    case 'string':
+      return or(f.values.map((v) => indexExists(c, 'sp_string', type, code, stringCondition(c, modifier, v))));
+    case 'reference':
+      if (modifier === 'identifier') {
+        return or(f.values.map((v) => indexExists(c, 'sp_token', type, `${code}:identifier`, tokenCondition(c, code, undefined, v).cond)));
+      }
+      return or(f.values.map((v) => indexExists(c, 'sp_reference', type, code, referenceCondition(c, modifier, v))));
+    case 'date':
+      return or(f.values.map((v) => indexExists(c, 'sp_date', type, code, dateCondition(c, v))));
+    case 'number':
+      return or(
+        f.values.map((v) => {
+          const [prefix, n] = splitPrefix(v);
+          return indexExists(c, 'sp_number', type, code, numberCondition(c, prefix, n));
+        }),
+      );
+    case 'quantity':
+      return or(f.values.map((v) => indexExists(c, 'sp_quantity', type, code, quantityCondition(c, v))));
+    case 'uri':
+      return or(f.values.map((v) => indexExists(c, 'sp_uri', type, code, uriCondition(c, modifier, v))));
+    default:
+      return 'false';
+  }
+}
+
+/** The SQL predicate of one filter over resource alias `r`. */
+export function filterSql(c: SqlContext, f: Filter): string {
+  switch (f.kind) {
+    case 'id':
+      if (f.values.length === 0) return f.not ? 'false' : 'true';
+      return `${f.not ? 'NOT ' : ''}r.id = ANY(${c.sql.p(f.values)}::text[])`;
+    case 'lastUpdated':
+      return or(
+        f.values.map((v) => {
+          const [prefix, d] = splitPrefix(v);
+          return bindBounds(c, pointCondition(prefix, 'r.last_updated', 'PL', 'PH'), searchDateRange(prefix, d, c.now)!);
+        }),
+      );
+    case 'param':
+      return paramPredicate(c, f);
+    case 'missing': {
+      const table = tableForType[f.sp.type];
+      const codes = f.sp.type === 'reference' ? [f.code] : [f.code];
+      const any = or(codes.map((code) => indexExists(c, table, f.type, code, '')));
+      return f.missing ? `NOT ${any}` : any;
+    }
+    case 'chain':
+      return or(
+        f.targets.map(
+          (t) =>
+            `EXISTS (SELECT 1 FROM sp_reference x WHERE x.resource_type = ${c.sql.p(f.type)} AND x.id = r.id AND x.code = ${c.sql.p(f.code)} AND x.target_type = ${c.sql.p(t.type)}` +
+            ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(t.type)} AND r.id = x.target_id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql(c, t.filter)}))`,
+        ),
+      );
+    case 'has':
+      return (
+        `EXISTS (SELECT 1 FROM sp_reference h WHERE h.target_type = ${c.sql.p(f.type)} AND h.target_id = r.id AND h.code = ${c.sql.p(f.code)} AND h.resource_type = ${c.sql.p(f.sourceType)}` +
+        ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(f.sourceType)} AND r.id = h.id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql(c, f.filter)}))`
+      );
+    default: {
+      const never: never = f;
+      throw new Error(`Unknown filter ${JSON.stringify(never)}`);
+    }
+  }
+}
