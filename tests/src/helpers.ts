@@ -1,0 +1,69 @@
+// Shared helpers for the end-to-end tests: one API per test file, FHIR requests over supertest.
+import request from 'supertest';
+import type { Response } from 'supertest';
+import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { TestApi, TestClient } from '@tic/api/testing';
+
+export const FHIR = 'application/fhir+json';
+
+export interface Fhir {
+  get(path: string, headers?: Record<string, string>): Promise<Response>;
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  put(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  patch(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  del(path: string, headers?: Record<string, string>): Promise<Response>;
+  create<T extends Resource>(resource: T): Promise<T>;
+}
+
+function withHeaders(req: request.Test, auth: string | undefined, headers: Record<string, string> = {}): request.Test {
+  if (auth) req.set('Authorization', auth);
+  for (const [k, v] of Object.entries(headers)) req.set(k, v);
+  return req;
+}
+
+function text(body: unknown): string {
+  return typeof body === 'string' ? body : JSON.stringify(body);
+}
+
+/** FHIR requests as a client (or without a token when client is undefined). */
+export function fhir(t: TestApi, client: TestClient | undefined): Fhir {
+  const app = t.api.app;
+  const auth = client?.auth;
+  const url = (p: string) => (p.startsWith('/') ? p : `/fhir/${p}`);
+  const self: Fhir = {
+    get: (p, h) => withHeaders(request(app).get(url(p)), auth, h),
+    post: (p, body, h) => withHeaders(request(app).post(url(p)).set('Content-Type', FHIR), auth, h).send(text(body)),
+    put: (p, body, h) => withHeaders(request(app).put(url(p)).set('Content-Type', FHIR), auth, h).send(text(body)),
+    patch: (p, body, h) => withHeaders(request(app).patch(url(p)).set('Content-Type', 'application/json-patch+json'), auth, h).send(text(body)),
+    del: (p, h) => withHeaders(request(app).delete(url(p)), auth, h),
+    async create<T extends Resource>(resource: T): Promise<T> {
+      const res = await self.post(resource.resourceType, resource);
+      if (res.status !== 201) throw new Error(`create ${resource.resourceType} answered ${res.status}: ${JSON.stringify(res.body)}`);
+      return res.body as T;
+    },
+  };
+  return self;
+}
+
+/** Asserts an OperationOutcome answer with the given status. */
+export function expectOutcome(res: Response, status: number): OperationOutcome {
+  if (res.status !== status) throw new Error(`expected ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
+  expect(res.headers['content-type']).toMatch(/application\/fhir\+json/);
+  expect(res.body.resourceType).toBe('OperationOutcome');
+  expect(Array.isArray(res.body.issue)).toBe(true);
+  return res.body as OperationOutcome;
+}
+
+export function ids(bundle: Bundle, type?: string): string[] {
+  return (bundle.entry ?? []).filter((e) => e.resource && (!type || e.resource.resourceType === type) && e.search?.mode !== 'outcome').map((e) => e.resource!.id!);
+}
+
+export async function countRows(t: TestApi, table = 'resource'): Promise<number> {
+  const r = await t.db.db.query<{ count: string }>(`select count(*)::text as count from ${table}`);
+  return Number(r.rows[0].count);
+}
+
+/** Unique text for test data, so tests in one database do not see each other's resources. */
+export function unique(prefix = 'x'): string {
+  return `${prefix}${Math.random().toString(36).slice(2, 10)}`;
+}
