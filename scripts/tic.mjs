@@ -38,7 +38,7 @@ function ensureToolchain() {
 
 function toolchainEnv() {
   const PATH = [nodeBin, join(root, 'node_modules/.bin'), process.env.PATH].join(':');
-  return { ...process.env, PATH, npm_config_node_gyp: undefined };
+  return { ...process.env, PATH, TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' };
 }
 
 function pnpm(args, env) {
@@ -66,6 +66,13 @@ switch (task) {
     const v = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();
     console.log(`[tic] tests run on Node.js ${v} (${node})`);
     pnpm(['exec', 'turbo', 'run', 'lint', 'typecheck', 'test', '--concurrency=1', ...process.argv.slice(3)], env);
+    break;
+  }
+  case 'token': {
+    // Prints a development access token (embedded mode), using the dev client created at first start.
+    const base = process.env.PUBLIC_URL ?? `http://localhost:${process.env.PORT ?? 8080}`;
+    const dataDir = join(process.env.DATA_DIR ?? join(root, 'data'), 'dev-client');
+    run(node, ['packages/auth/src/cli/get-token.ts', '--base-url', base, '--data-dir', dataDir, ...process.argv.slice(3)], env);
     break;
   }
   case 'bench':

@@ -13,6 +13,7 @@ import { migrate, Repository } from '@tic/store';
 import { createAuth, requireScope, scopeInteractionFor, SqlJtiStore } from '@tic/auth';
 import type { Auth, AuthConfig, ClientRegistration } from '@tic/auth';
 import { loadConformanceResources } from '@tic/fhir-profiles';
+import { screeningModule, validateScreeningConfig } from '@tic/screening';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
 import { auditAccess, auditRefusal, auditWrite } from './audit.ts';
@@ -167,8 +168,10 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   };
 }
 
-async function defaultModules(_config: ApiConfig): Promise<DomainModule[]> {
-  return [];
+/** The domain modules the API runs with: screening, and (as they land) referral and careplan. */
+export async function defaultModules(config: ApiConfig): Promise<DomainModule[]> {
+  const screeningConfig = validateScreeningConfig(config.screeningConfigFile ? readJsonFile(config.screeningConfigFile) : {});
+  return [screeningModule(screeningConfig)];
 }
 
 /** The acting client's context as the store understands it. */

@@ -3,7 +3,7 @@
 // here is fictional.
 import type { Organization, Patient, Resource } from '@medplum/fhirtypes';
 import type { Logger } from 'pino';
-import type { Repository } from '@tic/store';
+import { Repository } from '@tic/store';
 import { loadExamples } from '@tic/fhir-profiles';
 
 const DEMO = 'https://tic-exchange.org/fhir/demo';
@@ -21,9 +21,16 @@ const patients: Array<[id: string, family: string, given: string, birthDate: str
   ['demo-p3', 'Tane', 'Wiremu', '2001-01-22', 'male'],
 ];
 
-export async function loadDemoData(repo: Repository, logger: Logger): Promise<void> {
-  const resources: Resource[] = [
-    ...organizations.map(([id, name]): Organization => ({ resourceType: 'Organization', id, active: true, name, identifier: [{ system: `${DEMO}/organization`, value: id }] })),
+/** The organisation that owns the demo people; the development client acts for it. */
+export const DEMO_OWNER = 'Organization/tic-dev-organization';
+
+export async function loadDemoData(systemRepo: Repository, logger: Logger): Promise<void> {
+  // Directory entries are shared reference data (written by the server); the people and their
+  // screening results belong to the development client's organisation, like any client's data.
+  const directory: Resource[] = organizations.map(([id, name]): Organization => ({ resourceType: 'Organization', id, active: true, name, identifier: [{ system: `${DEMO}/organization`, value: id }] }));
+  await loadAll(systemRepo, directory, logger);
+  const owned = new Repository(systemRepo.db, { organization: DEMO_OWNER, clientId: 'demo-loader', canReadRestricted: true }, systemRepo.services);
+  await loadAll(owned, [
     ...patients.map(([id, family, given, birthDate, gender]): Patient => ({
       resourceType: 'Patient',
       id,
@@ -34,7 +41,10 @@ export async function loadDemoData(repo: Repository, logger: Logger): Promise<vo
       managingOrganization: { reference: 'Organization/demo-clinic' },
     })),
     ...loadExamples(),
-  ];
+  ], logger);
+}
+
+async function loadAll(repo: Repository, resources: Resource[], logger: Logger): Promise<void> {
   let created = 0;
   for (const r of resources) {
     if (!r.id) continue;

@@ -16,7 +16,7 @@ async function main(): Promise<void> {
   const server = api.app.listen(config.port, config.host, () => {
     logger.info({ url: api.baseUrl }, 'FHIR API listening');
     if (api.auth.devTokenCommand) {
-      process.stdout.write(`\ntic-exchange is up: FHIR base ${api.baseUrl}\nGet a development access token with:\n  ${api.auth.devTokenCommand}\n\n`);
+      process.stdout.write(`\ntic-exchange is up: FHIR base ${api.baseUrl}\nGet a development access token (in another terminal, from the repository root) with:\n  npm run --silent token\n(or: ${api.auth.devTokenCommand})\n\n`);
     }
   });
   server.keepAliveTimeout = 65_000;
