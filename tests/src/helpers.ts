@@ -63,6 +63,12 @@ export async function countRows(t: TestApi, table = 'resource'): Promise<number>
   return Number(r.rows[0].count);
 }
 
+/** Rows of data (current and versions), not counting AuditEvents, which refused requests add. */
+export async function countData(t: TestApi): Promise<{ resources: number; versions: number }> {
+  const q = async (table: string) => Number((await t.db.db.query<{ n: string }>(`select count(*)::text as n from ${table} where resource_type <> 'AuditEvent'`)).rows[0].n);
+  return { resources: await q('resource'), versions: await q('resource_version') };
+}
+
 /** Unique text for test data, so tests in one database do not see each other's resources. */
 export function unique(prefix = 'x'): string {
   return `${prefix}${Math.random().toString(36).slice(2, 10)}`;

@@ -3,7 +3,7 @@
 // PUT/PATCH, GET), and any failing entry fails the whole Bundle with that entry's error.
 import { randomUUID } from 'node:crypto';
 import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
-import { badRequest, isOperationOutcomeError, issuesError, multipleMatches, notFound, OperationOutcomeError, statusForOutcome } from '@tic/fhir';
+import { badRequest, parseJsonBody, isKnownResourceType, isOperationOutcomeError, issuesError, multipleMatches, notFound, OperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import type { Repository } from '@tic/store';
 import { handleFhirRequest } from './handler.ts';
 import type { HandlerOptions } from './handler.ts';
@@ -24,7 +24,8 @@ function entryRequest(entry: BundleEntry, index: number): FhirRequest {
   let body: unknown = entry.resource;
   if (method === 'PATCH' && entry.resource?.resourceType === 'Binary') {
     const data = (entry.resource as { data?: string }).data;
-    body = data ? JSON.parse(Buffer.from(data, 'base64').toString('utf8')) : undefined;
+    if (typeof data !== 'string' || !data) throw badRequest(`Bundle entry ${index} PATCH needs a Binary with the JSON Patch in data`, `Bundle.entry[${index}].resource`);
+    body = parseJsonBody(Buffer.from(data, 'base64').toString('utf8'));
   }
   return {
     method,
@@ -139,13 +140,21 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
         if (fullUrl?.startsWith('urn:uuid:') && req.method === 'PUT' && req.path.includes('/')) refMap.set(fullUrl, req.path.split('/').slice(0, 2).join('/'));
       }
       // 2. Conditional references ("Patient?identifier=...") must match exactly one resource.
-      const conditional = new Set<string>();
-      for (const req of requests) collectConditionalReferences(req.body, conditional);
-      for (const ref of conditional) {
-        const [type, qs] = ref.split('?', 2);
-        const matches = await tx.searchByQueryString(type, qs, 2);
-        if (matches.length !== 1) throw (matches.length === 0 ? notFound : multipleMatches)(`Conditional reference ${type}?… matched ${matches.length} resources`);
-        refMap.set(ref, `${type}/${matches[0].id}`);
+      for (let i = 0; i < requests.length; i++) {
+        const conditional = new Set<string>();
+        collectConditionalReferences(requests[i].body, conditional);
+        for (const ref of conditional) {
+          if (refMap.has(ref)) continue;
+          const [type, qs] = ref.split('?', 2);
+          try {
+            if (!isKnownResourceType(type)) throw badRequest(`Conditional reference to unknown type ${type}`);
+            const matches = await tx.searchByQueryString(type, qs, 2);
+            if (matches.length !== 1) throw (matches.length === 0 ? notFound : multipleMatches)(`Conditional reference ${type}?… matched ${matches.length} resources`);
+            refMap.set(ref, `${type}/${matches[0].id}`);
+          } catch (e) {
+            throw entryError(i, e);
+          }
+        }
       }
       for (const req of requests) if (req.body !== undefined) req.body = rewriteReferences(req.body, refMap);
       // 3. Run in the spec's processing order; results go back in the Bundle's order.
@@ -163,6 +172,7 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
           if (req.method === 'POST' && !req.path.includes('/') && req.path !== '' && !req.path.startsWith('$')) {
             // Create with the id assigned in step 1.
             const resource = req.body as Resource;
+            if (!isKnownResourceType(req.path)) throw notFound(`Unknown resource type "${req.path}"`);
             if (resource?.resourceType !== req.path) throw badRequest(`Resource type ${resource?.resourceType} does not match ${req.path}`);
             handlerOptions.authorize?.(tx.ctx, req.path, 'create');
             const created = await tx.create(resource, { id: resource.id });
