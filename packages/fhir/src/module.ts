@@ -34,6 +34,13 @@ export interface ResourceRepository {
   /** Matching resources (first page only unless _count says otherwise). */
   search<T extends Resource>(type: T['resourceType'], query: SearchQuery): Promise<T[]>;
   history<T extends Resource>(type: T['resourceType'], id: string): Promise<T[]>;
+  /**
+   * Lets organisation `org` (an "Organization/{id}" reference) read a resource it does not own, for
+   * `reason` (e.g. "careplan:{id}"), until `expires`. Idempotent. Joins the hook's transaction.
+   */
+  share?(resourceType: string, id: string, org: string, reason: string, expires?: Date): Promise<void>;
+  /** Removes every share made for `reason`. */
+  unshare?(reason: string): Promise<void>;
   /** Enqueue a durable background job in the same transaction (see @tic/jobs). */
   enqueueJob?(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void>;
 }

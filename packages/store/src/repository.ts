@@ -321,6 +321,19 @@ export class Repository implements ResourceRepository {
     return result.entries.filter((e) => e.mode === 'match').map((e) => e.resource as T);
   }
 
+  // ---------------------------------------------------------------- sharing (resource_share)
+
+  async share(resourceType: string, id: string, org: string, reason: string, expires?: Date): Promise<void> {
+    await this.db.query(
+      'INSERT INTO resource_share (resource_type, id, org, reason, expires) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resource_type, id, org, reason) DO UPDATE SET expires = EXCLUDED.expires',
+      [resourceType, id, org, reason, expires ?? null],
+    );
+  }
+
+  async unshare(reason: string): Promise<void> {
+    await this.db.query('DELETE FROM resource_share WHERE reason = $1', [reason]);
+  }
+
   async enqueueJob(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void> {
     if (!this.services.enqueueJob) throw new Error('No job queue configured');
     await this.services.enqueueJob(this.db, task, payload, options);
