@@ -2,6 +2,7 @@
 // its issue code. Unknown errors answer a generic 500; their stack goes to the log only.
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
+import { safeError } from './logging.ts';
 import { isOperationOutcomeError, outcome, payloadTooLarge, statusForOutcome, badRequest } from '@tic/fhir';
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -21,7 +22,7 @@ export function fhirErrorHandler(logger: Logger): ErrorRequestHandler {
     }
     // Never the message or stack to the client; to the log without request data.
     const log = (req as { log?: Logger }).log ?? logger;
-    log.error({ err: e }, 'unhandled error');
+    log.error({ err: safeError(e) }, 'unhandled error');
     res.status(500).type(FHIR_JSON).send(JSON.stringify(outcome('exception', 'Internal server error')));
   };
 }

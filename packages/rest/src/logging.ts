@@ -16,6 +16,17 @@ export function routeInfo(res: ServerResponse): LoggedRoute {
   return ((res as unknown as { locals?: { route?: LoggedRoute } }).locals?.route ?? {}) as LoggedRoute;
 }
 
+/**
+ * An error as it may be logged: its type, code and stack frames, never its message, which can quote
+ * request data (a driver error naming a value, a hook's message naming a patient).
+ */
+export function safeError(err: unknown): { type: string; code?: string; stack?: string } {
+  if (!(err instanceof Error)) return { type: typeof err };
+  const code = (err as { code?: unknown }).code;
+  const frames = (err.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).join('\n');
+  return { type: err.name, ...(typeof code === 'string' ? { code } : {}), ...(frames ? { stack: frames } : {}) };
+}
+
 export function requestLogger(logger: Logger) {
   return pinoHttp({
     logger,
@@ -29,7 +40,7 @@ export function requestLogger(logger: Logger) {
     serializers: {
       req: (req: IncomingMessage & { id?: string }) => ({ id: req.id, method: req.method, path: (req.url ?? '').split('?')[0].split('/').slice(0, 3).join('/') }),
       res: (res: ServerResponse) => ({ statusCode: res.statusCode, ...routeInfo(res) }),
-      err: (err: Error) => ({ type: err.name, message: err.message, stack: err.stack }),
+      err: safeError,
     },
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'info'),
     customSuccessMessage: () => 'request completed',

@@ -6,7 +6,7 @@ import type { CodeSystem, Resource, StructureDefinition, ValueSet } from '@medpl
 import type { DomainModule, FhirOperation, RequestContext } from '@tic/fhir';
 import { createValidator, isOperationOutcomeError, notFound, statusForOutcome } from '@tic/fhir';
 import type { Validator } from '@tic/fhir';
-import { buildCapabilityStatement, createFhirRouter, fhirErrorHandler, requestLogger } from '@tic/rest';
+import { buildCapabilityStatement, createFhirRouter, fhirErrorHandler, requestLogger, safeError } from '@tic/rest';
 import type { Interaction } from '@tic/rest';
 import type { Db, RepositoryServices } from '@tic/store';
 import { migrate, Repository } from '@tic/store';
@@ -146,7 +146,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       if (status === 401 || status === 403) {
         const segment = req.path.split('/')[2];
         await auditRefusal(db, (req as Request & { tic?: RequestContext }).tic, status, segment && /^[A-Z]/.test(segment) ? segment : undefined).catch((e: unknown) =>
-          logger.error({ err: e }, 'audit of a refused request failed'),
+          logger.error({ err: safeError(e) }, 'audit of a refused request failed'),
         );
       }
     }

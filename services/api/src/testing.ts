@@ -3,6 +3,7 @@
 import { exportJWK, generateKeyPair } from 'jose';
 import type { JWK } from 'jose';
 import { pino } from 'pino';
+import type { Logger } from 'pino';
 import request from 'supertest';
 import { signClientAssertion, tokenRequestBody } from '@tic/auth';
 import type { ClientRegistration } from '@tic/auth';
@@ -30,7 +31,16 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-export async function createTestApi(options: { kind?: 'postgres' | 'pglite'; modules?: DomainModule[]; publicUrl?: string; env?: Record<string, string> } = {}): Promise<TestApi> {
+export interface TestApiOptions {
+  kind?: 'postgres' | 'pglite';
+  modules?: DomainModule[];
+  publicUrl?: string;
+  env?: Record<string, string>;
+  /** The app's logger (default: silent), e.g. one writing to a stream a test reads. */
+  logger?: Logger;
+}
+
+export async function createTestApi(options: TestApiOptions = {}): Promise<TestApi> {
   const kind = options.kind ?? (process.env.DATABASE_URL ? 'postgres' : 'pglite');
   const db = await openTestDatabase(kind);
   const publicUrl = options.publicUrl ?? 'http://127.0.0.1:8080';
@@ -53,7 +63,7 @@ export async function createTestApi(options: { kind?: 'postgres' | 'pglite'; mod
     };
     pending.set(name, { registration, jwk });
   }
-  const logger = pino({ level: 'silent' });
+  const logger = options.logger ?? pino({ level: 'silent' });
   const api = await createApi({ config, db: db.db, logger, modules: options.modules, clients: [...pending.values()].map((p) => p.registration) });
   const tokenUrl = `${publicUrl}/auth/token`;
   return {
