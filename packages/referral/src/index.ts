@@ -1,0 +1,12 @@
+export * from './codes.ts';
+export * from './directory.ts';
+export * from './hsds.ts';
+export * from './match.ts';
+export * from './task-state.ts';
+export * from './consent.ts';
+export * from './disclosure.ts';
+export * from './shares.ts';
+export * from './referral-tasks.ts';
+export * from './module.ts';
+export { matchOperation, needFromRequest, loadCandidates, matchBundle } from './operations/match.ts';
+export { importHsdsOperation, applyDirectoryBundle } from './operations/import-hsds.ts';

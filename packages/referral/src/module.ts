@@ -1,0 +1,83 @@
+// referralModule: the DomainModule the api registers. Enforces the referral Task state machine,
+// keeps what a receiving organisation may see in step with the person's Consent (resource_share
+// rows written in the same transaction), and offers the directory operations.
+import type { Consent, Organization, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { DomainModule, WriteHookContext } from '@tic/fhir';
+import { forbidden } from '@tic/fhir';
+import { SECTOR_SYSTEM } from './codes.ts';
+import { isPatientPrivacy } from './consent.ts';
+import { codesIn, organizationSectors } from './directory.ts';
+import { importHsdsOperation } from './operations/import-hsds.ts';
+import { matchOperation } from './operations/match.ts';
+import { coverageForTask, resyncTasks, syncTaskShares, systemRepo, withConsentStatus } from './referral-tasks.ts';
+import type { Actor } from './task-state.ts';
+import { isReferralTask, transitionTask } from './task-state.ts';
+
+export interface ReferralModuleOptions {
+  /** Clock (tests). */
+  now?: () => Date;
+  /** Called after a referral Task is stored with its Consent in place (delivery enqueueing). */
+  onDisclosedTask?: (task: Task, ctx: WriteHookContext) => Promise<void>;
+}
+
+function actorOf(ctx: WriteHookContext): Actor {
+  return ctx.request.system || !ctx.request.organization ? { system: true } : { organization: ctx.request.organization };
+}
+
+async function checkClaim(ctx: WriteHookContext, task: Task, actor: Actor): Promise<void> {
+  if ('system' in actor) return;
+  const wanted = codesIn(task.performerType, SECTOR_SYSTEM);
+  if (wanted.length === 0) return;
+  const id = actor.organization.split('/')[1];
+  let org: Organization | undefined;
+  try {
+    org = await systemRepo(ctx.repo).read<Organization>('Organization', id);
+  } catch {
+    org = undefined;
+  }
+  if (!organizationSectors(org).some((s) => wanted.includes(s))) throw forbidden(`Only an organisation of sector ${wanted.join(' or ')} may claim this referral`);
+}
+
+async function beforeTask(task: Task, ctx: WriteHookContext, now: Date): Promise<Task | void> {
+  if (!isReferralTask(task)) return undefined;
+  const previous = ctx.previous as Task | undefined;
+  const actor = actorOf(ctx);
+  const { claim } = transitionTask(previous && isReferralTask(previous) ? previous : undefined, task, actor);
+  if (claim) await checkClaim(ctx, task, actor);
+  return withConsentStatus(task, await coverageForTask(ctx.repo, task, now));
+}
+
+export function referralModule(options: ReferralModuleOptions = {}): DomainModule {
+  const now = options.now ?? (() => new Date());
+  return {
+    name: 'referral',
+    resourceTypes: ['Task', 'Consent', 'ServiceRequest'],
+    async beforeWrite(resource: Resource, ctx: WriteHookContext) {
+      if (ctx.interaction === 'delete') {
+        if (resource.resourceType === 'Task' && isReferralTask(resource) && !ctx.request.system && ctx.request.organization) {
+          throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
+        }
+        return undefined;
+      }
+      if (resource.resourceType === 'Task') return beforeTask(resource, ctx, now());
+      return undefined;
+    },
+    async afterWrite(resource: Resource, ctx: WriteHookContext) {
+      const deleted = ctx.interaction === 'delete';
+      if (resource.resourceType === 'Task' && isReferralTask(resource)) {
+        const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now());
+        if (coverage && options.onDisclosedTask) await options.onDisclosedTask(resource, ctx);
+        return;
+      }
+      if (resource.resourceType === 'Consent' && isPatientPrivacy(resource as Consent)) {
+        const patient = (resource as Consent).patient?.reference;
+        if (patient) await resyncTasks(ctx.repo, { subject: patient }, now());
+        return;
+      }
+      if (resource.resourceType === 'ServiceRequest') {
+        await resyncTasks(ctx.repo, { focus: `ServiceRequest/${(resource as ServiceRequest).id}` }, now());
+      }
+    },
+    operations: [matchOperation({ now }), importHsdsOperation({ now })],
+  };
+}

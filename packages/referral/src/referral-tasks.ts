@@ -1,0 +1,87 @@
+// Keeping a referral Task's disclosure in step with its Consent: the business status
+// ("awaiting consent" / "consented") and the resource_share rows for the receiving organisation.
+import type { Consent, Organization, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { ResourceRepository } from '@tic/fhir';
+import { Repository } from '@tic/store';
+import type { Db } from '@tic/store';
+import { BUSINESS_STATUS, businessStatus, businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
+import type { ConsentCoverage } from './consent.ts';
+import { coverageOf } from './consent.ts';
+import { codesIn } from './directory.ts';
+import { disclosedResources, keyOf } from './disclosure.ts';
+import { offerReason, replaceOffers, replaceShares, shareReason } from './shares.ts';
+import { isReferralTask } from './task-state.ts';
+
+/** The repository acting as the server itself, in the same transaction. */
+export function systemRepo(repo: ResourceRepository): ResourceRepository {
+  return repo instanceof Repository ? repo.asSystem() : repo;
+}
+
+export function dbOf(repo: ResourceRepository): Db {
+  if (repo instanceof Repository) return repo.db;
+  throw new Error('The referral module needs the PostgreSQL repository (resource_share)');
+}
+
+export async function consentsFor(repo: ResourceRepository, patient: string): Promise<Consent[]> {
+  return systemRepo(repo).search<Consent>('Consent', { patient, status: 'active', _count: '100' });
+}
+
+export async function coverageForTask(repo: ResourceRepository, task: Task, now: Date): Promise<ConsentCoverage | undefined> {
+  const owner = task.owner?.reference;
+  const patient = task.for?.reference;
+  if (!owner || !patient || !keyOf(patient)) return undefined;
+  return coverageOf(await consentsFor(repo, patient), patient, owner, now);
+}
+
+/** The Task with its consent business status brought up to date (unchanged object when nothing changes). */
+export function withConsentStatus(task: Task, coverage: ConsentCoverage | undefined): Task {
+  if (!task.owner) return task;
+  const current = businessStatusCode(task);
+  if (!coverage) return current === BUSINESS_STATUS.awaitingConsent.code ? task : { ...task, businessStatus: businessStatus('awaitingConsent') };
+  if (current === undefined || current === BUSINESS_STATUS.awaitingConsent.code) return { ...task, businessStatus: businessStatus('consented') };
+  return task;
+}
+
+async function focusOf(repo: ResourceRepository, task: Task): Promise<ServiceRequest | undefined> {
+  const k = keyOf(task.focus?.reference);
+  if (!k || k.type !== 'ServiceRequest') return undefined;
+  try {
+    return await systemRepo(repo).read<ServiceRequest>('ServiceRequest', k.id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Organisations of the sectors an open Task asks for (Task.performerType). */
+async function sectorOrganizations(repo: ResourceRepository, task: Task): Promise<string[]> {
+  const sectors = codesIn(task.performerType, SECTOR_SYSTEM);
+  if (sectors.length === 0) return [];
+  const orgs = await systemRepo(repo).search<Organization>('Organization', { type: sectors.map((s) => `${SECTOR_SYSTEM}|${s}`).join(','), _count: '1000' });
+  return orgs.map((o) => `Organization/${o.id}`).filter((ref) => ref !== task.requester?.reference);
+}
+
+/** Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers. */
+export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date): Promise<ConsentCoverage | undefined> {
+  const db = dbOf(repo);
+  const id = task.id!;
+  const active = isReferralTask(task) && task.status !== 'entered-in-error';
+  const coverage = active ? await coverageForTask(repo, task, now) : undefined;
+  const keys = coverage ? disclosedResources(task, await focusOf(repo, task), coverage) : [];
+  await replaceShares(db, shareReason(id), task.owner?.reference, keys, coverage?.end);
+  const open = active && !task.owner && task.status === 'requested';
+  await replaceOffers(db, offerReason(id), { type: 'Task', id }, open ? await sectorOrganizations(repo, task) : []);
+  return coverage;
+}
+
+/** After a Consent or ServiceRequest changes: bring every affected referral Task up to date. */
+export async function resyncTasks(repo: ResourceRepository, query: Record<string, string>, now: Date): Promise<void> {
+  const sys = systemRepo(repo);
+  const tasks = await sys.search<Task>('Task', { ...query, _count: '1000' });
+  for (const task of tasks.filter(isReferralTask)) {
+    const coverage = await coverageForTask(repo, task, now);
+    const updated = withConsentStatus(task, coverage);
+    // A new Task version runs the hooks again, which rewrite the shares; otherwise rewrite them here.
+    if (updated !== task) await sys.update(updated as Resource);
+    else await syncTaskShares(repo, task, now);
+  }
+}
