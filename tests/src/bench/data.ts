@@ -133,6 +133,23 @@ function entry(fullUrl: string, resource: Resource): BundleEntry {
   return { fullUrl, resource, request: { method: 'POST', url: resource.resourceType } };
 }
 
+/** The ten resources of one person with their ids already assigned (direct Repository load). */
+export function personResources(person: number, newId: () => string): Resource[] {
+  const ids = Array.from({ length: RESOURCES_PER_PERSON }, newId);
+  const p = `Patient/${ids[0]}`;
+  const qr = `QuestionnaireResponse/${ids[6]}`;
+  const sr = `ServiceRequest/${ids[7]}`;
+  const list: Resource[] = [
+    patient(person),
+    ...[0, 1, 2, 3, 4].map((n) => observation(person, n, p)),
+    screeningResponse(person, p),
+    serviceRequest(person, p),
+    task(person, 0, p, sr),
+    task(person, 1, p, qr),
+  ];
+  return list.map((r, i) => ({ ...r, id: ids[i] }));
+}
+
 /** The ten resources of one person as transaction entries, linked by urn:uuid fullUrls. */
 export function personEntries(person: number): BundleEntry[] {
   const p = `urn:uuid:00000000-0000-4000-8000-${person.toString(16).padStart(12, '0')}`;

@@ -1,0 +1,109 @@
+// The results table: each API figure beside its ceilings, as ratios, and against issue 3's targets.
+import { cpus, totalmem } from 'node:os';
+import type { Ceilings } from './ceilings.ts';
+import type { Measurement } from './measure.ts';
+import type { Kind } from './scenarios.ts';
+
+export interface ApiResult extends Measurement {
+  kind: Kind;
+  rowsPerRequest: number;
+  description: string;
+}
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  memoryGiB: number;
+  node: string;
+  postgres: string;
+  platform: string;
+}
+
+export interface Report {
+  mode: 'quick' | 'full';
+  date: string;
+  machine: Machine;
+  connections: number;
+  durationSeconds: number;
+  load: { resources: number; how: string; seconds: number; resourcesPerSecond: number; rows: Record<string, number> };
+  ceilings: Ceilings;
+  results: ApiResult[];
+  notes: string[];
+}
+
+/** Issue 3's targets on a 2-core machine (p99 < 50 ms for all). */
+export const TARGETS: Partial<Record<Kind, number>> = { read: 3000, create: 1000, search: 1000 };
+export const P99_TARGET_MS = 50;
+
+export function describeMachine(postgresVersion: string): Machine {
+  const c = cpus();
+  return {
+    cpus: c.length,
+    cpuModel: c[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: postgresVersion,
+    platform: `${process.platform}-${process.arch}`,
+  };
+}
+
+const f0 = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1));
+const ms = (n: number) => (n < 10 ? n.toFixed(1) : Math.round(n).toString());
+const pct = (n: number) => `${Math.round(n * 100)}%`;
+
+/** The HTTP and PostgreSQL ceilings that bound a scenario of this kind. */
+export function ceilingsFor(kind: Kind, c: Ceilings): { http: Measurement; pg: Measurement } {
+  return kind === 'read' || kind === 'search' ? { http: c.httpGet, pg: c.pgRead } : { http: c.httpPost, pg: c.pgInsert };
+}
+
+function verdict(r: ApiResult): string {
+  const target = TARGETS[r.kind];
+  const parts: string[] = [];
+  if (target !== undefined) parts.push(r.rps >= target ? `✅ ≥ ${f0(target)}/s` : `❌ < ${f0(target)}/s`);
+  parts.push(r.p99 < P99_TARGET_MS ? '✅ p99' : '❌ p99');
+  return parts.join(' ');
+}
+
+export function resultsTable(report: Report): string {
+  const c = report.ceilings;
+  const lines = [
+    '| scenario | req/s | p50 ms | p99 ms | errors | HTTP ceiling req/s | ratio | pg ceiling rows/s | ratio | target |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const r of report.results) {
+    const { http, pg } = ceilingsFor(r.kind, c);
+    const rows = r.rps * r.rowsPerRequest;
+    lines.push(
+      `| ${r.name} | ${f0(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} | ${f0(http.rps)} | ${pct(r.rps / http.rps)} | ${f0(pg.rps)} | ${pct(rows / pg.rps)}${r.rowsPerRequest > 1 ? ` (${f0(rows)} entries/s)` : ''} | ${verdict(r)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function ceilingsTable(c: Ceilings): string {
+  const lines = ['| ceiling | ops/s | p50 ms | p99 ms | errors |', '|---|---:|---:|---:|---:|'];
+  for (const m of [c.httpGet, c.httpPost, c.pgInsert, c.pgRead]) lines.push(`| ${m.name} | ${f0(m.rps)} | ${ms(m.p50)} | ${ms(m.p99)} | ${m.errors} |`);
+  return lines.join('\n');
+}
+
+export function formatReport(report: Report): string {
+  const m = report.machine;
+  const l = report.load;
+  const out = [
+    `## ${report.mode === 'quick' ? 'Quick' : 'Full'} run, ${report.date}`,
+    '',
+    `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.platform}; Node.js ${m.node}; ${m.postgres}.`,
+    `Load: ${l.resources.toLocaleString('en-US')} resources through the ${l.how} in ${l.seconds.toFixed(1)} s (${f0(l.resourcesPerSecond)}/s); rows in the database before measuring: ${Object.entries(l.rows)
+      .map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`)
+      .join(', ')}.`,
+    `Each scenario: ${report.connections} keep-alive connections, ${report.durationSeconds} s measured after a warm-up.`,
+    '',
+    resultsTable(report),
+    '',
+    'Ceilings (same run, same concurrency):',
+    '',
+    ceilingsTable(report.ceilings),
+  ];
+  if (report.notes.length) out.push('', ...report.notes.map((n) => `- ${n}`));
+  return out.join('\n');
+}

@@ -1,0 +1,146 @@
+// `pnpm bench` (issue 3): the API on a fresh PostgreSQL database, a generated data set, every
+// scenario at fixed concurrency, and the machine's ceilings in the same run. `--quick` or
+// BENCH_QUICK=1 for the short check. Prints a markdown report (docs/benchmarks.md keeps them).
+// Settings: options.ts. Profiles: BENCH_CPU_PROF_DIR=/dir (the API runs with --cpu-prof; use
+// BENCH_ONLY=create to profile one path), then `node tests/src/bench/profile.ts <file>`.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createPostgresDatabase } from '@tic/store/testing';
+import { createBenchClient } from './auth.ts';
+import { measureHttpCeiling, measurePgCeiling } from './ceilings.ts';
+import type { Ceilings } from './ceilings.ts';
+import { observation } from './data.ts';
+import { loadThroughApi, loadThroughRepository } from './load.ts';
+import type { LoadedData } from './load.ts';
+import { measure } from './measure.ts';
+import { readOptions } from './options.ts';
+import { startApi } from './processes.ts';
+import type { Child } from './processes.ts';
+import { formatSummary, summarize } from './profile.ts';
+import { describeMachine, formatReport } from './report.ts';
+import type { ApiResult, Report } from './report.ts';
+import { PCL5_URL, pcl5Response, scenarios } from './scenarios.ts';
+import type { Scenario, ScenarioState } from './scenarios.ts';
+
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+async function queryOne<T>(url: string, sql: string): Promise<T[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+/** Whether the PCL-5 Questionnaire is on the server, and whether a response to it gets scored. */
+async function checkScreening(fhirBase: string, token: string, subject: string): Promise<{ present: boolean; scored: boolean; observations: number }> {
+  const headers = { authorization: `Bearer ${token}` };
+  const q = (await (await fetch(`${fhirBase}/Questionnaire?url=${encodeURIComponent(PCL5_URL)}`, { headers })).json()) as { entry?: unknown[] };
+  if (!q.entry?.length) return { present: false, scored: false, observations: 0 };
+  const res = await fetch(`${fhirBase}/QuestionnaireResponse`, { method: 'POST', headers: { ...headers, 'content-type': 'application/fhir+json' }, body: JSON.stringify(pcl5Response(subject)) });
+  if (res.status !== 201) throw new Error(`a PCL-5 response was refused: ${res.status} ${await res.text()}`);
+  const id = ((await res.json()) as { id: string }).id;
+  const obs = (await (await fetch(`${fhirBase}/Observation?derived-from=QuestionnaireResponse/${id}&_count=100`, { headers })).json()) as { entry?: unknown[] };
+  const n = obs.entry?.length ?? 0;
+  return { present: true, scored: n > 0, observations: n };
+}
+
+async function main(): Promise<void> {
+  const options = readOptions(process.argv.slice(2), process.env);
+  const mode = options.quick ? 'quick' : 'full';
+  log(`${mode} run: ${options.resources.toLocaleString('en-US')} resources, ${options.connections} connections, ${options.durationSeconds} s per scenario`);
+  const tmp = mkdtempSync(join(tmpdir(), 'tic-bench-'));
+  const database = await createPostgresDatabase(options.adminUrl, 'tic_bench');
+  const client = await createBenchClient(join(tmp, 'clients.json'));
+  let api: Child | undefined;
+  try {
+    const postgres = (await queryOne<{ v: string }>(database.url, `SELECT split_part(version(), ' (', 1) AS v`))[0].v;
+    api = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, cpuProfDir: options.cpuProfDir });
+    const server = api;
+    const fhirBase = `${server.url}/fhir`;
+    const token = () => client.token(server.url);
+    log(`API up at ${fhirBase} (pid ${server.process.pid}); loading data`);
+
+    let lastLog = 0;
+    const progress = (done: number) => {
+      if (Date.now() - lastLog > 5000) {
+        lastLog = Date.now();
+        log(`  loaded ${done.toLocaleString('en-US')}`);
+      }
+    };
+    const data: LoadedData =
+      process.env.BENCH_LOAD === 'api'
+        ? await loadThroughApi({ fhirBase, token, resources: options.resources, bundleSize: options.bundleSize, inFlight: options.bundlesInFlight, progress })
+        : await loadThroughRepository({ databaseUrl: database.url, connections: 8, personsPerTransaction: 5, resources: options.resources, progress });
+    log(`loaded ${(data.persons * 10).toLocaleString('en-US')} resources in ${data.seconds.toFixed(1)} s; ANALYZE`);
+    await queryOne(database.url, 'ANALYZE');
+    const counts = await queryOne<{ t: string; n: string }>(database.url, 'SELECT resource_type AS t, count(*)::text AS n FROM resource GROUP BY 1 ORDER BY 2 DESC');
+    const rows = Object.fromEntries(counts.map((c) => [c.t, Number(c.n)]));
+
+    const body = JSON.stringify({ ...observation(0, 0, `Patient/${data.patients[0]}`), id: data.observations[0], meta: { versionId: '1', lastUpdated: new Date().toISOString() } });
+    const run = { connections: options.connections, seconds: options.durationSeconds, warmupSeconds: options.warmupSeconds };
+    log('ceilings: bare HTTP');
+    const http = await measureHttpCeiling({ body, ...run });
+    log('ceilings: raw PostgreSQL');
+    const pgc = await measurePgCeiling({ databaseUrl: database.url, body, ...run });
+    const ceilings: Ceilings = { httpGet: http.get, httpPost: http.post, pgInsert: pgc.insert, pgRead: pgc.read };
+
+    const notes: string[] = [];
+    const state: ScenarioState = { data, created: [] };
+    const screening = await checkScreening(fhirBase, await token(), `Patient/${data.patients[0]}`);
+    if (!screening.present) notes.push(`PCL-5 intake skipped: the Questionnaire ${PCL5_URL} is not on the server.`);
+    else if (!screening.scored) notes.push('PCL-5 scored intake: the response was stored but no Observation was derived from it (is the screening module registered?).');
+    else notes.push(`PCL-5 scored intake: each response is validated and scored, and ${screening.observations} Observations derived from it are written in the same transaction.`);
+
+    const results: ApiResult[] = [];
+    const all = scenarios(state).filter((s) => !options.only || options.only.includes(s.name));
+    for (const s of all as Scenario[]) {
+      if (s.name.startsWith('PCL-5') && !screening.present) continue;
+      if (s.name === 'delete' && state.created.length === 0) state.created.push(...data.observations.slice(-Math.min(data.observations.length, 20_000)));
+      log(`scenario: ${s.name}`);
+      const m = await measure(s.name, { url: server.url, ...run, requests: s.requests(await token()), amount: s.amount?.() });
+      results.push({ ...m, kind: s.kind, rowsPerRequest: s.rowsPerRequest, description: s.description });
+      log(`  ${Math.round(m.rps)}/s p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
+    }
+
+    const report: Report = {
+      mode,
+      date: new Date().toISOString().slice(0, 10),
+      machine: describeMachine(postgres),
+      connections: options.connections,
+      durationSeconds: options.durationSeconds,
+      load: { resources: data.persons * 10, how: data.how === 'api' ? 'API (transaction Bundles)' : 'Repository (bulk, no validation/hooks/audit)', seconds: data.seconds, resourcesPerSecond: data.resourcesPerSecond, rows },
+      ceilings,
+      results,
+      notes,
+    };
+    process.stdout.write(`${formatReport(report)}\n`);
+    if (options.jsonOut) writeFileSync(options.jsonOut, JSON.stringify(report, null, 2));
+  } finally {
+    if (api) {
+      const output = api.output();
+      await api.stop();
+      if (api.process.exitCode && api.process.exitCode !== 0) log(`API exited with ${api.process.exitCode}:\n${output}`);
+    }
+    await database.drop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  if (options.cpuProfDir) {
+    const newest = readdirSync(options.cpuProfDir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => join(options.cpuProfDir!, f))
+      .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    if (newest) {
+      process.stdout.write(`\nAPI CPU profile ${newest}:\n\n${formatSummary(summarize(JSON.parse(readFileSync(newest, 'utf8')), 25))}\n`);
+    }
+  }
+}
+
+main().catch((e: unknown) => {
+  log(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  process.exit(1);
+});

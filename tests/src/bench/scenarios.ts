@@ -1,0 +1,215 @@
+// The measured API scenarios. Each one builds autocannon requests over the loaded data: ids are
+// taken in turn (writes never race on one resource) or at random (reads and searches), bodies are
+// built from the same generator as the data set.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AutocannonRequest } from 'autocannon';
+import type { Bundle, BundleEntry, QuestionnaireResponse } from '@medplum/fhirtypes';
+import { DATE_DAYS, DATE_START, FAMILIES, MRN_SYSTEM, observation, patient, RESPONSE_ID_SYSTEM } from './data.ts';
+import type { LoadedData } from './load.ts';
+import { repoRoot } from './processes.ts';
+
+export type Kind = 'read' | 'search' | 'create' | 'write';
+
+export interface Scenario {
+  name: string;
+  kind: Kind;
+  /** Database rows of the measured kind one request writes (a 10-entry transaction: 10). */
+  rowsPerRequest: number;
+  description: string;
+  requests(token: string): AutocannonRequest[];
+  /** Finite pool of work (delete): stop after this many requests. */
+  amount?: () => number;
+}
+
+export const PCL5_URL = 'https://tic-exchange.org/fhir/Questionnaire/pcl-5';
+
+const json = 'application/fhir+json';
+
+function pick<T>(list: T[]): T {
+  return list[Math.floor(Math.random() * list.length)];
+}
+
+function locationId(headers: Record<string, string | string[]>): string | undefined {
+  for (const [k, v] of Object.entries(headers)) {
+    if (k.toLowerCase() !== 'location') continue;
+    const m = /\/([A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})\/_history\//.exec(Array.isArray(v) ? v[0] : v);
+    return m?.[2];
+  }
+  return undefined;
+}
+
+/** The reviewed PCL-5 example response (fhir-profiles/examples), for a patient of the data set. */
+export function pcl5Response(subject: string): QuestionnaireResponse {
+  const file = join(repoRoot, 'fhir-profiles', 'examples', 'QuestionnaireResponse-pcl-5-clinician.json');
+  const qr = JSON.parse(readFileSync(file, 'utf8')) as QuestionnaireResponse;
+  delete qr.id;
+  return { ...qr, subject: { reference: subject } };
+}
+
+export interface ScenarioState {
+  data: LoadedData;
+  /** Observation ids created during the run (the delete scenario removes them). */
+  created: string[];
+}
+
+export function scenarios(state: ScenarioState): Scenario[] {
+  const { data } = state;
+  const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+  const writeHeaders = (token: string) => ({ ...auth(token), 'content-type': json, prefer: 'return=minimal' });
+  const dateOf = (day: number) => new Date(DATE_START + day * 86_400_000).toISOString().slice(0, 10);
+  let updateNext = 0;
+  let deleteNext = 0;
+
+  const createBodies = Array.from({ length: 500 }, (_, i) => {
+    const person = Math.floor(Math.random() * data.persons);
+    return JSON.stringify(observation(person, i % 5, `Patient/${data.patients[person]}`));
+  });
+
+  const transactionBodies = Array.from({ length: 200 }, (_, i) => {
+    const person = data.persons + i;
+    const p = `urn:uuid:00000000-0000-4000-b000-${i.toString(16).padStart(12, '0')}`;
+    const entries: BundleEntry[] = [{ fullUrl: p, resource: patient(person), request: { method: 'POST', url: 'Patient' } }];
+    for (let n = 0; n < 9; n++) entries.push({ resource: observation(person, n, p), request: { method: 'POST', url: 'Observation' } });
+    return JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: entries } satisfies Bundle);
+  });
+
+  // The same PCL-5 response, with and without its Questionnaire: without it no module scores it.
+  // Each scored one gets its own business identifier (a repeated one updates the same Observations).
+  const intakeTemplate = (withQuestionnaire: boolean) => {
+    const qr = pcl5Response('Patient/SUBJECT');
+    if (!withQuestionnaire) delete qr.questionnaire;
+    qr.identifier = { system: RESPONSE_ID_SYSTEM, value: 'IDENTIFIER' };
+    return JSON.stringify(qr);
+  };
+  const scoredTemplate = intakeTemplate(true);
+  const plainTemplate = intakeTemplate(false);
+  let intakeNext = 0;
+  const intakeBody = (template: string) => () => {
+    const person = Math.floor(Math.random() * data.persons);
+    return template.replace('Patient/SUBJECT', `Patient/${data.patients[person]}`).replace('"IDENTIFIER"', `"bench-${process.pid}-${intakeNext++}"`);
+  };
+
+  const keepCreated = (_status: number, _body: string, _ctx: unknown, headers: Record<string, string | string[]>) => {
+    const id = locationId(headers);
+    if (id) state.created.push(id);
+  };
+
+  return [
+    {
+      name: 'create',
+      kind: 'create',
+      rowsPerRequest: 1,
+      description: 'POST Observation (a score with code, subject, date, value)',
+      requests: (token) => {
+        let i = 0;
+        return [{ method: 'POST', path: '/fhir/Observation', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: createBodies[i++ % createBodies.length] }), onResponse: keepCreated }];
+      },
+    },
+    {
+      name: 'read',
+      kind: 'read',
+      rowsPerRequest: 1,
+      description: 'GET Observation/{id}, ids at random over the data set',
+      requests: (token) => [{ method: 'GET', headers: auth(token), setupRequest: (r) => ({ ...r, path: `/fhir/Observation/${pick(data.observations)}` }) }],
+    },
+    {
+      name: 'update',
+      kind: 'write',
+      rowsPerRequest: 1,
+      description: 'PUT Observation/{id} with a new value, ids in turn',
+      requests: (token) => [
+        {
+          method: 'PUT',
+          headers: writeHeaders(token),
+          setupRequest: (r) => {
+            const k = updateNext++ % data.observations.length;
+            const person = Math.floor(k / 5);
+            const id = data.observations[k];
+            const body = { ...observation(person, k % 5, `Patient/${data.patients[person]}`), id, valueInteger: updateNext % 6 };
+            return { ...r, path: `/fhir/Observation/${id}`, body: JSON.stringify(body) };
+          },
+        },
+      ],
+    },
+    {
+      name: 'search: token',
+      kind: 'search',
+      rowsPerRequest: 1,
+      description: 'GET Patient?identifier=system|value (one match)',
+      requests: (token) => [
+        { method: 'GET', headers: auth(token), setupRequest: (r) => ({ ...r, path: `/fhir/Patient?identifier=${encodeURIComponent(`${MRN_SYSTEM}|MRN-${Math.floor(Math.random() * data.persons)}`)}` }) },
+      ],
+    },
+    {
+      name: 'search: string',
+      kind: 'search',
+      rowsPerRequest: 1,
+      description: `GET Patient?name=<family> (each family name is 1/${FAMILIES.length} of the patients; first page of 20)`,
+      requests: (token) => [{ method: 'GET', headers: auth(token), setupRequest: (r) => ({ ...r, path: `/fhir/Patient?name=${pick(FAMILIES)}` }) }],
+    },
+    {
+      name: 'search: date range',
+      kind: 'search',
+      rowsPerRequest: 1,
+      description: 'GET Observation?date=geD&date=ltD+7 (a random week of 2024, first page of 20)',
+      requests: (token) => [
+        {
+          method: 'GET',
+          headers: auth(token),
+          setupRequest: (r) => {
+            const day = Math.floor(Math.random() * (DATE_DAYS - 7));
+            return { ...r, path: `/fhir/Observation?date=ge${dateOf(day)}&date=lt${dateOf(day + 7)}` };
+          },
+        },
+      ],
+    },
+    {
+      name: 'search: reference + _include',
+      kind: 'search',
+      rowsPerRequest: 1,
+      description: "GET Observation?subject=Patient/{id}&_include=Observation:subject (a patient's Observations and the Patient)",
+      requests: (token) => [
+        { method: 'GET', headers: auth(token), setupRequest: (r) => ({ ...r, path: `/fhir/Observation?subject=Patient/${pick(data.patients)}&_include=Observation:subject` }) },
+      ],
+    },
+    {
+      name: 'transaction (10 entries)',
+      kind: 'write',
+      rowsPerRequest: 10,
+      description: 'POST a transaction Bundle: a Patient and 9 Observations referring to it by urn:uuid',
+      requests: (token) => {
+        let i = 0;
+        return [{ method: 'POST', path: '/fhir', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: transactionBodies[i++ % transactionBodies.length] }) }];
+      },
+    },
+    {
+      name: 'PCL-5 response: plain create',
+      kind: 'create',
+      rowsPerRequest: 1,
+      description: 'POST the PCL-5 example QuestionnaireResponse without its questionnaire (no module work)',
+      requests: (token) => [{ method: 'POST', path: '/fhir/QuestionnaireResponse', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: intakeBody(plainTemplate)() }) }],
+    },
+    {
+      name: 'PCL-5 response: scored intake',
+      kind: 'create',
+      rowsPerRequest: 1,
+      description: 'POST the same response with questionnaire pcl-5|1.0.0: validated, scored, Observations written in the same transaction',
+      requests: (token) => [{ method: 'POST', path: '/fhir/QuestionnaireResponse', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: intakeBody(scoredTemplate)() }) }],
+    },
+    {
+      name: 'delete',
+      kind: 'write',
+      rowsPerRequest: 1,
+      description: 'DELETE Observation/{id}, the Observations created by the create scenario, in turn',
+      amount: () => state.created.length,
+      requests: (token) => [
+        {
+          method: 'DELETE',
+          headers: auth(token),
+          setupRequest: (r) => ({ ...r, path: `/fhir/Observation/${state.created[deleteNext++ % Math.max(1, state.created.length)] ?? 'none'}` }),
+        },
+      ],
+    },
+  ];
+}
