@@ -1,0 +1,7 @@
+// Types for the CommonJS loader in fhir-profiles/index.cjs.
+declare module '@tic/fhir-profiles' {
+  import type { Resource } from '@medplum/fhirtypes';
+  export const profilesDir: string;
+  export function loadConformanceResources(): Resource[];
+  export function loadExamples(): Resource[];
+}
