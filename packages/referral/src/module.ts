@@ -53,18 +53,15 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
     name: 'referral',
     resourceTypes: ['Task', 'Consent', 'ServiceRequest'],
     async beforeWrite(resource: Resource, ctx: WriteHookContext) {
-      if (ctx.interaction === 'delete') {
-        if (resource.resourceType === 'Task' && isReferralTask(resource) && !ctx.request.system && ctx.request.organization) {
-          throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
-        }
-        return undefined;
-      }
+      if (ctx.interaction === 'delete') return undefined;
       if (resource.resourceType === 'Task') return beforeTask(resource, ctx, now());
       return undefined;
     },
     async afterWrite(resource: Resource, ctx: WriteHookContext) {
       const deleted = ctx.interaction === 'delete';
       if (resource.resourceType === 'Task' && isReferralTask(resource)) {
+        // The store runs only afterWrite on deletes; throwing here rolls the delete back.
+        if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
         const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now());
         if (coverage && options.onDisclosedTask) await options.onDisclosedTask(resource, ctx);
         return;
