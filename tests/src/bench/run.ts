@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { AutocannonRequest } from 'autocannon';
 import { createPostgresDatabase } from '@tic/store/testing';
 import { createBenchClient } from './auth.ts';
 import { measureHttpCeiling, measurePgCeiling } from './ceilings.ts';
@@ -47,6 +48,22 @@ async function checkScreening(fhirBase: string, token: string, subject: string):
   const obs = (await (await fetch(`${fhirBase}/Observation?derived-from=QuestionnaireResponse/${id}&_count=100`, { headers })).json()) as { entry?: unknown[] };
   const n = obs.entry?.length ?? 0;
   return { present: true, scored: n > 0, observations: n };
+}
+
+/** Sends a scenario's first request once; says why when it is not answered with a 2xx. */
+async function probe(baseUrl: string, request: AutocannonRequest): Promise<string | undefined> {
+  const built = request.setupRequest ? (request.setupRequest({ ...request }, {}) ?? request) : request;
+  const res = await fetch(`${baseUrl}${built.path ?? '/'}`, { method: built.method ?? 'GET', headers: built.headers, body: built.body as string | undefined });
+  const text = await res.text();
+  if (res.status < 300) return undefined;
+  let detail = text.slice(0, 300);
+  try {
+    const outcome = JSON.parse(text) as { issue?: Array<{ code?: string; diagnostics?: string }> };
+    detail = (outcome.issue ?? []).map((i) => `${i.code}: ${i.diagnostics}`).join('; ');
+  } catch {
+    // not JSON
+  }
+  return `the server answers ${res.status} (${detail})`;
 }
 
 async function main(): Promise<void> {
@@ -102,7 +119,10 @@ async function main(): Promise<void> {
       if (s.name.startsWith('PCL-5') && !screening.present) continue;
       if (s.name === 'delete' && state.created.length === 0) state.created.push(...data.observations.slice(-Math.min(data.observations.length, 20_000)));
       log(`scenario: ${s.name}`);
-      const m = await measure(s.name, { url: server.url, ...run, requests: s.requests(await token()), amount: s.amount?.() });
+      const requests = s.requests(await token());
+      const refused = await probe(server.url, requests[0]);
+      if (refused) notes.push(`${s.name}: ${refused}`);
+      const m = await measure(s.name, { url: server.url, ...run, requests, amount: s.amount?.() });
       results.push({ ...m, kind: s.kind, rowsPerRequest: s.rowsPerRequest, description: s.description });
       log(`  ${Math.round(m.rps)}/s p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
     }

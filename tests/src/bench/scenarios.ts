@@ -74,11 +74,13 @@ export function scenarios(state: ScenarioState): Scenario[] {
     return JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: entries } satisfies Bundle);
   });
 
-  // The same PCL-5 response, with and without its Questionnaire: without it no module scores it.
-  // Each scored one gets its own business identifier (a repeated one updates the same Observations).
-  const intakeTemplate = (withQuestionnaire: boolean) => {
+  // The same PCL-5 response, completed (validated, scored, Observations and protocol) and
+  // in-progress (validated and stored only: the module scores finished responses). The server
+  // requires QuestionnaireResponse.questionnaire, so "plain" keeps it. Each response gets its own
+  // business identifier (a repeated one updates the same Observations).
+  const intakeTemplate = (completed: boolean) => {
     const qr = pcl5Response('Patient/SUBJECT');
-    if (!withQuestionnaire) delete qr.questionnaire;
+    if (!completed) qr.status = 'in-progress';
     qr.identifier = { system: RESPONSE_ID_SYSTEM, value: 'IDENTIFIER' };
     return JSON.stringify(qr);
   };
@@ -184,17 +186,17 @@ export function scenarios(state: ScenarioState): Scenario[] {
       },
     },
     {
-      name: 'PCL-5 response: plain create',
+      name: 'PCL-5 response: plain create (in-progress)',
       kind: 'create',
       rowsPerRequest: 1,
-      description: 'POST the PCL-5 example QuestionnaireResponse without its questionnaire (no module work)',
+      description: 'POST the PCL-5 example QuestionnaireResponse as in-progress (validated against the Questionnaire and stored, not scored)',
       requests: (token) => [{ method: 'POST', path: '/fhir/QuestionnaireResponse', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: intakeBody(plainTemplate)() }) }],
     },
     {
       name: 'PCL-5 response: scored intake',
       kind: 'create',
       rowsPerRequest: 1,
-      description: 'POST the same response with questionnaire pcl-5|1.0.0: validated, scored, Observations written in the same transaction',
+      description: 'POST the same response completed: validated, scored, its Observations written in the same transaction',
       requests: (token) => [{ method: 'POST', path: '/fhir/QuestionnaireResponse', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: intakeBody(scoredTemplate)() }) }],
     },
     {
