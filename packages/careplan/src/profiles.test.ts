@@ -50,7 +50,7 @@ describe('bad recovery plans', () => {
     expect(expressions(issues)).toContain(expression);
   });
 
-  const stageExt = (stage: string, system = SYSTEM.stage) => ({ url: EXT.stage, extension: [{ url: 'stage', valueCoding: { system, code: stage } }, { url: 'recorded', valueDateTime: '2025-02-01' }] });
+  const stageExt = (stage: string, system: string = SYSTEM.stage) => ({ url: EXT.stage, extension: [{ url: 'stage', valueCoding: { system, code: stage } }, { url: 'recorded', valueDateTime: '2025-02-01' }] });
   it.each<[string, (p: CarePlan) => CarePlan, string]>([
     ['an unknown stage', (p) => ({ ...p, extension: [stageExt('enlightenment')] }), 'CarePlan.extension[0].extension[0].valueCoding'],
     ['a stage from another system', (p) => ({ ...p, extension: [stageExt('growth', 'http://example.org')] }), 'CarePlan.extension[0].extension[0].valueCoding'],
