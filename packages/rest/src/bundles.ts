@@ -35,7 +35,18 @@ export function searchBundle(result: SearchResult, baseUrl: string, type: string
 
 const MAX_HISTORY_COUNT = 1000;
 
-export async function historyBundle(repo: Repository, type: string | undefined, id: string | undefined, query: Record<string, string[]>, baseUrl: string): Promise<Bundle> {
+/**
+ * A history Bundle. `permitted` filters system history by resource type (types the client's scopes
+ * do not cover, e.g. AuditEvent, are left out); paging stays anchored on the stored rows.
+ */
+export async function historyBundle(
+  repo: Repository,
+  type: string | undefined,
+  id: string | undefined,
+  query: Record<string, string[]>,
+  baseUrl: string,
+  permitted: (resourceType: string) => boolean = () => true,
+): Promise<Bundle> {
   const count = query._count ? Number(query._count[0]) : 50;
   const offset = query._offset ? Number(query._offset[0]) : 0;
   if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) throw badRequest('_count and _offset must be non-negative integers');
@@ -57,7 +68,7 @@ export async function historyBundle(repo: Repository, type: string | undefined, 
     resourceType: 'Bundle',
     type: 'history',
     link,
-    entry: entries.slice(0, n).map((e) => {
+    entry: entries.slice(0, n).filter((e) => permitted((e.resource as Resource).resourceType)).map((e) => {
       const r = e.resource as Resource;
       const entry: BundleEntry = {
         fullUrl: `${baseUrl}/${r.resourceType}/${r.id}`,

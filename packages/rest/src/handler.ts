@@ -3,7 +3,7 @@
 import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { FhirOperation, RequestContext } from '@tic/fhir';
 import { allOk, badRequest, isKnownResourceType, methodNotAllowed, multipleMatches, notFound, outcome, preconditionFailed } from '@tic/fhir';
-import type { Repository } from '@tic/store';
+import type { Repository, SearchResult } from '@tic/store';
 import { applyJsonPatch } from './patch.ts';
 import { parseETag, returnPreference, strictHandling, versionHeaders } from './headers.ts';
 import { historyBundle, searchBundle } from './bundles.ts';
@@ -78,7 +78,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
       authorize(types[0], 'search-system');
       const { _type: _, ...rest } = req.query;
       void _;
-      const result = await repo.searchPage(types[0], rest);
+      const result = permittedIncludes(await repo.searchPage(types[0], rest), authorize);
       await opts.onAccess?.(repo, 'search-system', types[0], result.entries.map((e) => e.resource));
       return { status: 200, headers: {}, body: searchBundle(result, opts.baseUrl, types[0], 'search') };
     }
@@ -87,7 +87,15 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
   if (type === '_history' && parts.length === 1) {
     if (req.method !== 'GET') throw methodNotAllowed('History is read-only');
     authorize('*', 'history-system');
-    return { status: 200, headers: {}, body: await historyBundle(repo, undefined, undefined, req.query, opts.baseUrl) };
+    const permitted = (t: string): boolean => {
+      try {
+        authorize(t, 'history-type');
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    return audited(repo, opts, 'history-system', undefined, await historyBundle(repo, undefined, undefined, req.query, opts.baseUrl, permitted));
   }
   if (type.startsWith('$')) {
     const op = findOperation(opts.operations, type.slice(1), 'system');
@@ -101,7 +109,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
     switch (req.method) {
       case 'GET': {
         authorize(type, 'search-type');
-        const result = await repo.searchPage(type, req.query);
+        const result = permittedIncludes(await repo.searchPage(type, req.query), authorize);
         if (strictHandling(req.prefer) && result.warnings.length > 0) throw badRequest(result.warnings.join('; '));
         await opts.onAccess?.(repo, 'search-type', type, result.entries.map((e) => e.resource));
         return { status: 200, headers: {}, body: searchBundle(result, opts.baseUrl, type, 'search') };
@@ -156,12 +164,12 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
   if (id === '_history' && parts.length === 2) {
     if (req.method !== 'GET') throw methodNotAllowed('History is read-only');
     authorize(type, 'history-type');
-    return { status: 200, headers: {}, body: await historyBundle(repo, type, undefined, req.query, opts.baseUrl) };
+    return audited(repo, opts, 'history-type', type, await historyBundle(repo, type, undefined, req.query, opts.baseUrl));
   }
   if (id === '_search' && parts.length === 2) {
     if (req.method !== 'POST') throw methodNotAllowed('_search takes POST');
     authorize(type, 'search-type');
-    const result = await repo.searchPage(type, req.query);
+    const result = permittedIncludes(await repo.searchPage(type, req.query), authorize);
     if (strictHandling(req.prefer) && result.warnings.length > 0) throw badRequest(result.warnings.join('; '));
     await opts.onAccess?.(repo, 'search-type', type, result.entries.map((e) => e.resource));
     return { status: 200, headers: {}, body: searchBundle(result, opts.baseUrl, type, 'search') };
@@ -226,10 +234,13 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
       // A resource hidden from this client has no visible history either.
       const visible = await repo.readRow(type, id);
       if (!visible) throw notFound(`${type}/${id} not found`);
-      return { status: 200, headers: {}, body: await historyBundle(repo, type, id, req.query, opts.baseUrl) };
+      return audited(repo, opts, 'history-instance', type, await historyBundle(repo, type, id, req.query, opts.baseUrl));
     }
     if (parts.length === 4) {
       authorize(type, 'vread');
+      // A resource hidden from this client now (another organisation's, or labelled R/V since) has
+      // no visible versions either.
+      if (!(await repo.readRow(type, id))) throw notFound(`${type}/${id} not found`);
       const resource = await repo.readVersion(type, id, vid);
       await opts.onAccess?.(repo, 'vread', type, [resource]);
       return { status: 200, headers: versionHeaders(resource, opts.baseUrl, false), body: resource };
@@ -249,6 +260,37 @@ async function runOperation(op: FhirOperation, req: FhirRequest, repo: Repositor
   const body = req.method === 'POST' && req.body !== undefined ? asResource(req.body, 'Parameters') : undefined;
   const result = await op.handler({ resourceType, id, method: req.method, body, query: req.query, repo, request: repo.ctx });
   return { status: 200, headers: {}, body: result };
+}
+
+/** History is a read of data: audited like one, with the versions it returned. */
+async function audited(repo: Repository, opts: HandlerOptions, interaction: Interaction, type: string | undefined, bundle: Bundle): Promise<FhirResponse> {
+  const resources = (bundle.entry ?? []).flatMap((e) => (e.resource ? [e.resource] : []));
+  await opts.onAccess?.(repo, interaction, type, resources);
+  return { status: 200, headers: {}, body: bundle };
+}
+
+/**
+ * Drops _include/_revinclude results of types the client's scopes do not let it search: an include
+ * must not reach what a search of that type would refuse (e.g. AuditEvent, or types outside a
+ * narrow scope).
+ */
+function permittedIncludes(result: SearchResult, authorize: (type: string, interaction: Interaction) => void): SearchResult {
+  const allowed = new Map<string, boolean>();
+  const ok = (type: string): boolean => {
+    let v = allowed.get(type);
+    if (v === undefined) {
+      try {
+        authorize(type, 'search-type');
+        v = true;
+      } catch {
+        v = false;
+      }
+      allowed.set(type, v);
+    }
+    return v;
+  };
+  const entries = result.entries.filter((e) => e.mode === 'match' || ok(e.resource.resourceType));
+  return entries.length === result.entries.length ? result : { ...result, entries };
 }
 
 export function operationOutcomeBody(code: 'informational', message: string): OperationOutcome {

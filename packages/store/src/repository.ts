@@ -285,6 +285,10 @@ export class Repository implements ResourceRepository {
     const vis = this.visibility(params.length + 1);
     where.push(vis.sql);
     params.push(...vis.params);
+    // Versions of a resource whose current version is labelled R/V are hidden with it.
+    if (!isSystemContext(this.ctx) && !this.ctx.canReadRestricted) {
+      where.push('NOT EXISTS (SELECT 1 FROM resource c WHERE c.resource_type = r.resource_type AND c.id = r.id AND c.restricted)');
+    }
     const order = id ? 'version_id DESC' : 'last_updated DESC, resource_type, id, version_id DESC';
     params.push(options.count, options.offset);
     const r = await this.db.query<StoredRow>(
