@@ -10,6 +10,7 @@ function consent(extra: Partial<Consent> = {}, provision: Consent['provision'] =
     status: 'active',
     scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
     category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
     patient: { reference: 'Patient/p1' },
     ...extra,
     provision: { type: 'permit', period: { start: '2025-01-01', end: '2025-12-31' }, actor: [{ role: { coding: [{ code: 'IRCP' }] }, reference: { reference: 'Organization/housing' } }], ...provision },

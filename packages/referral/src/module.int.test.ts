@@ -30,6 +30,7 @@ const consentBase = (patient: string, actors: string[], extra: Partial<NonNullab
   status: 'active',
   scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
   category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+  policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
   patient: { reference: patient },
   provision: { type: 'permit', actor: actors.map((a) => ({ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: a } })), ...extra },
 });

@@ -107,7 +107,7 @@ export function matchBundle(ranked: RankedService[], baseUrl: string | undefined
   const entry: BundleEntry[] = ranked.slice(0, count).map((r) => ({
     fullUrl: `${baseUrl ?? ''}${baseUrl ? '/' : ''}HealthcareService/${r.service.id}`,
     resource: r.service,
-    search: { mode: 'match', score: r.total / 100, extension: r.reasons.map(reasonExtension) },
+    search: { mode: 'match', score: Number((r.total / 100).toFixed(4)), extension: r.reasons.map(reasonExtension) },
   }));
   return { resourceType: 'Bundle', type: 'searchset', total: ranked.length, entry };
 }
