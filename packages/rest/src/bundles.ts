@@ -1,6 +1,6 @@
 // Bundles the server answers with: searchset and history, with paging links.
 import type { Bundle, BundleEntry, BundleLink, Resource } from '@medplum/fhirtypes';
-import { badRequest, outcome } from '@tic/fhir';
+import { allResourceTypes, badRequest, outcome } from '@tic/fhir';
 import type { Repository, SearchResult } from '@tic/store';
 
 function queryString(pairs: Array<[string, string]>): string {
@@ -37,7 +37,7 @@ const MAX_HISTORY_COUNT = 1000;
 
 /**
  * A history Bundle. `permitted` filters system history by resource type (types the client's scopes
- * do not cover, e.g. AuditEvent, are left out); paging stays anchored on the stored rows.
+ * do not cover, e.g. AuditEvent, are left out in SQL, so pages stay full).
  */
 export async function historyBundle(
   repo: Repository,
@@ -56,7 +56,8 @@ export async function historyBundle(
   const before = query._before?.[0] ?? new Date().toISOString();
   if (Number.isNaN(Date.parse(before))) throw badRequest('_before must be an instant');
   const n = Math.min(count, MAX_HISTORY_COUNT);
-  const entries = await repo.historyEntries(type, id, { since, before, count: n + 1, offset });
+  const excludeTypes = type ? [] : allResourceTypes().filter((t) => !permitted(t));
+  const entries = await repo.historyEntries(type, id, { since, before, count: n + 1, offset, ...(excludeTypes.length ? { excludeTypes } : {}) });
   const hasMore = entries.length > n;
   const path = [baseUrl, type, id, '_history'].filter(Boolean).join('/');
   const params = (off: number): string =>
@@ -68,7 +69,7 @@ export async function historyBundle(
     resourceType: 'Bundle',
     type: 'history',
     link,
-    entry: entries.slice(0, n).filter((e) => permitted((e.resource as Resource).resourceType)).map((e) => {
+    entry: entries.slice(0, n).map((e) => {
       const r = e.resource as Resource;
       const entry: BundleEntry = {
         fullUrl: `${baseUrl}/${r.resourceType}/${r.id}`,

@@ -2,7 +2,7 @@
 // Db, with validation and domain-module write hooks run inside the write's transaction.
 import { randomUUID } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
-import type { DomainModule, RequestContext, ResourceRepository, SearchQuery, WriteInteraction } from '@tic/fhir';
+import type { DomainModule, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
 import { badRequest, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
 import type { Db } from './db.ts';
 import { indexResource } from './indexer.ts';
@@ -36,6 +36,8 @@ export interface HistoryOptions {
   before?: string;
   count: number;
   offset: number;
+  /** Resource types left out (system history of a client whose scopes do not cover them). */
+  excludeTypes?: string[];
 }
 
 export interface HistoryEntry {
@@ -145,11 +147,11 @@ export class Repository implements ResourceRepository {
   }
 
   /** Update (PUT). Creates the resource with the client's id when it does not exist. */
-  async update<T extends Resource>(resource: T, options: { ifMatch?: string } = {}): Promise<T> {
+  async update<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<T> {
     return (await this.updateWithOutcome(resource, options)).resource;
   }
 
-  async updateWithOutcome<T extends Resource>(resource: T, options: { ifMatch?: string } = {}): Promise<{ resource: T; created: boolean }> {
+  async updateWithOutcome<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<{ resource: T; created: boolean }> {
     if (!resource.id) throw badRequest('Resource id is required for update', `${resource.resourceType}.id`);
     const run = async (repo: Repository): Promise<{ resource: T; created: boolean }> => {
       for (let attempt = 0; ; attempt++) {
@@ -162,7 +164,7 @@ export class Repository implements ResourceRepository {
         if (!current) {
           if (!isSystemContext(repo.ctx) && (await repo.existsHidden(resource.resourceType, resource.id!))) throw forbidden(`Not allowed to write ${resource.resourceType}/${resource.id}`);
           try {
-            return { resource: await repo.storeVersion(resource, undefined, 'create'), created: true };
+            return { resource: await repo.storeVersion(resource, undefined, 'create', options.clientIfMatch), created: true };
           } catch (e) {
             if (e instanceof WriteConflict && attempt < MAX_WRITE_RETRIES) continue;
             throw e;
@@ -171,7 +173,7 @@ export class Repository implements ResourceRepository {
         repo.assertWritable(current);
         const previous = current.deleted ? undefined : (JSON.parse(current.content) as Resource);
         try {
-          const stored = await repo.storeVersion(resource, { row: current, resource: previous }, 'update');
+          const stored = await repo.storeVersion(resource, { row: current, resource: previous }, 'update', options.clientIfMatch);
           return { resource: stored, created: false };
         } catch (e) {
           if (e instanceof WriteConflict) {
@@ -228,11 +230,17 @@ export class Repository implements ResourceRepository {
    * Validates, runs hooks, assigns meta and writes one version. `previous` is the current stored
    * row for update/delete. Throws WriteConflict when the stored version moved underneath.
    */
-  private async storeVersion<T extends Resource>(input: T, previous: { row: StoredRow; resource: Resource | undefined } | undefined, interaction: WriteInteraction): Promise<T> {
+  private async storeVersion<T extends Resource>(
+    input: T,
+    previous: { row: StoredRow; resource: Resource | undefined } | undefined,
+    interaction: WriteInteraction,
+    clientIfMatch?: string | null,
+  ): Promise<T> {
     let resource = input;
     const deleting = interaction === 'delete';
     const hooks = this.hooksFor(resource.resourceType);
-    const hookCtx = { repo: this as ResourceRepository, request: this.ctx, interaction, previous: previous?.resource };
+    const hookCtx: WriteHookContext = { repo: this as ResourceRepository, request: this.ctx, interaction, previous: previous?.resource };
+    if (clientIfMatch !== undefined) hookCtx.ifMatch = clientIfMatch;
     if (!deleting) {
       for (const m of hooks) {
         if (m.beforeWrite) {
@@ -282,6 +290,7 @@ export class Repository implements ResourceRepository {
     if (id) add('id = $?', id);
     if (options.since) add('last_updated >= $?', options.since);
     if (options.before) add('last_updated <= $?', options.before);
+    if (options.excludeTypes?.length) add('resource_type <> ALL($?::text[])', options.excludeTypes);
     const vis = this.visibility(params.length + 1);
     where.push(vis.sql);
     params.push(...vis.params);
