@@ -29,7 +29,7 @@ export interface ResourceRepository {
   create<T extends Resource>(resource: T): Promise<T>;
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T>;
   /** Throws 412 when ifMatch (a version id) is given and stale. */
-  update<T extends Resource>(resource: T, options?: { ifMatch?: string }): Promise<T>;
+  update<T extends Resource>(resource: T, options?: UpdateOptions): Promise<T>;
   delete(type: string, id: string): Promise<void>;
   /** Matching resources (first page only unless _count says otherwise). */
   search<T extends Resource>(type: T['resourceType'], query: SearchQuery): Promise<T[]>;
@@ -47,7 +47,19 @@ export interface ResourceRepository {
 
 export type WriteInteraction = 'create' | 'update' | 'patch' | 'delete';
 
+export interface UpdateOptions {
+  /** The version the stored resource must have (optimistic locking); 412 otherwise. */
+  ifMatch?: string;
+  /**
+   * What the client itself sent as If-Match (a version id), or null when it sent none. Set by the
+   * REST layer only, so hooks can require If-Match (428) for client updates.
+   */
+  clientIfMatch?: string | null;
+}
+
 export interface WriteHookContext {
+  /** The client's If-Match for this write: a version id, null when none was sent, absent for internal writes. */
+  ifMatch?: string | null;
   repo: ResourceRepository;
   request: RequestContext;
   interaction: WriteInteraction;

@@ -142,7 +142,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
             return respond(201, created, req, opts.baseUrl, true);
           }
           if (resource.id && resource.id !== matches[0].id) throw badRequest('The resource id does not match the resource found by the conditional update', `${type}.id`);
-          const updated = await tx.update({ ...resource, id: matches[0].id }, { ifMatch: parseETag(req.ifMatch) });
+          const updated = await tx.update({ ...resource, id: matches[0].id }, { ifMatch: parseETag(req.ifMatch), clientIfMatch: parseETag(req.ifMatch) ?? null });
           return respond(200, updated, req, opts.baseUrl, false);
         });
       }
@@ -200,7 +200,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
         if (resource.id === undefined) throw badRequest('The resource in a PUT must carry its id', `${type}.id`);
         if (resource.id !== id) throw badRequest(`The resource id (${resource.id}) does not match the URL (${id})`, `${type}.id`);
         authorize(type, 'update');
-        const r = await repo.updateWithOutcome(resource, { ifMatch: parseETag(req.ifMatch) });
+        const r = await repo.updateWithOutcome(resource, { ifMatch: parseETag(req.ifMatch), clientIfMatch: parseETag(req.ifMatch) ?? null });
         return respond(r.created ? 201 : 200, r.resource, req, opts.baseUrl, r.created);
       }
       case 'PATCH': {
@@ -213,7 +213,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
           if (ifMatch !== undefined && ifMatch !== current.meta?.versionId) throw preconditionFailed(`Version conflict: If-Match ${ifMatch} but current version is ${current.meta?.versionId}`);
           const patched = applyJsonPatch(current, req.body);
           if (patched.resourceType !== type || patched.id !== id) throw badRequest('A patch may not change resourceType or id');
-          const updated = await tx.update(patched, { ifMatch: current.meta?.versionId });
+          const updated = await tx.update(patched, { ifMatch: current.meta?.versionId, clientIfMatch: ifMatch ?? null });
           return respond(200, updated, req, opts.baseUrl, false);
         });
       }
