@@ -14,6 +14,7 @@ import { createAuth, requireScope, scopeInteractionFor, SqlJtiStore } from '@tic
 import type { Auth, AuthConfig, ClientRegistration } from '@tic/auth';
 import { loadConformanceResources } from '@tic/fhir-profiles';
 import { screeningModule, validateScreeningConfig } from '@tic/screening';
+import { careplanModule } from '@tic/careplan';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
 import { auditAccess, auditRefusal, auditWrite } from './audit.ts';
@@ -171,7 +172,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
 /** The domain modules the API runs with: screening, and (as they land) referral and careplan. */
 export async function defaultModules(config: ApiConfig): Promise<DomainModule[]> {
   const screeningConfig = validateScreeningConfig(config.screeningConfigFile ? readJsonFile(config.screeningConfigFile) : {});
-  return [screeningModule(screeningConfig)];
+  return [screeningModule(screeningConfig), careplanModule()];
 }
 
 /** The acting client's context as the store understands it. */
