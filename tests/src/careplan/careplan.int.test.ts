@@ -2,6 +2,7 @@
 // its care team; org C is not. Built with the careplan module on the real API (PGlite or
 // PostgreSQL), clients with real tokens.
 import type { Bundle, CarePlan, CareTeam, Composition, Consent, Extension, Goal, Observation, OperationOutcome, Parameters, Patient, Provenance } from '@medplum/fhirtypes';
+import request from 'supertest';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
@@ -203,8 +204,20 @@ describe('concurrent edits from two organisations', () => {
     const stale = expectOutcome(await b.put(`CarePlan/${plan.id}`, current, { 'If-Match': 'W/"1"' }), 412);
     expect(stale.issue[0].diagnostics).toContain(`current version is ${current.meta?.versionId}`);
   });
-  // Needs the core to pass the client's If-Match to write hooks (WriteHookContext.ifMatch); see packages/careplan/README.md.
-  it.todo('answers 428 to an update of a recovery plan or goal without If-Match');
+  it('answers 428 to an update of a recovery plan or goal without If-Match, by PUT and by PATCH, and changes nothing', async () => {
+    const current = await ok<CarePlan>(await a.get(`CarePlan/${plan.id}`));
+    const refused = expectOutcome(await a.put(`CarePlan/${plan.id}`, { ...current, description: 'no if-match' }), 428);
+    expect(refused.issue[0].code).toBe('required');
+    const patch = await request(t.api.app)
+      .patch(`/fhir/CarePlan/${plan.id}`)
+      .set('Authorization', (await t.client('a')).auth)
+      .set('Content-Type', 'application/json-patch+json')
+      .send(JSON.stringify([{ op: 'add', path: '/description', value: 'patched without if-match' }]));
+    expect(patch.status).toBe(428);
+    expectOutcome(await a.put(`Goal/${proGoal.id}`, { ...proGoal, lifecycleStatus: 'active' }), 428);
+    const after = await ok<CarePlan>(await a.get(`CarePlan/${plan.id}`));
+    expect(after.meta?.versionId).toBe(current.meta?.versionId);
+  });
 });
 
 describe('recovery stage', () => {
