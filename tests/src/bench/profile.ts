@@ -1,6 +1,6 @@
 // Summarises a V8 .cpuprofile (written by `node --cpu-prof`): self time per function and per
 // package/file, so the doc can list where the server spends its time on a path.
-// Usage: node tests/src/bench/profile.ts <file.cpuprofile> [top]
+// Usage: node tests/src/bench/profile.ts <file.cpuprofile> [top] [lastSeconds] [skipEndSeconds]
 import { readFileSync } from 'node:fs';
 
 interface ProfileNode {
@@ -37,12 +37,24 @@ export function ownerOf(url: string): string {
   return url.replace(/^file:\/\//, '');
 }
 
-export function summarize(profile: CpuProfile, top = 25): { byFunction: ProfileLine[]; byOwner: ProfileLine[]; totalMs: number; idleMs: number } {
+/**
+ * Self time per function and per owner. `window` keeps only the samples of the last
+ * `window.lastSeconds` before `window.skipEndSeconds` from the end of the profile (the measured
+ * scenario, without start-up and shutdown).
+ */
+export function summarize(profile: CpuProfile, top = 25, window?: { lastSeconds: number; skipEndSeconds?: number }): { byFunction: ProfileLine[]; byOwner: ProfileLine[]; totalMs: number; idleMs: number } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
-  for (let i = 0; i < samples.length; i++) self.set(samples[i], (self.get(samples[i]) ?? 0) + (deltas[i] ?? 0) / 1000);
+  const to = profile.endTime - (window?.skipEndSeconds ?? 0) * 1e6;
+  const from = window ? to - window.lastSeconds * 1e6 : -Infinity;
+  let t = profile.startTime;
+  for (let i = 0; i < samples.length; i++) {
+    t += deltas[i] ?? 0;
+    if (t < from || t > to) continue;
+    self.set(samples[i], (self.get(samples[i]) ?? 0) + (deltas[i] ?? 0) / 1000);
+  }
   const fn = new Map<string, number>();
   const owner = new Map<string, number>();
   let total = 0;
@@ -86,5 +98,7 @@ if (process.argv[1] === import.meta.filename) {
     process.exit(2);
   }
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  process.stdout.write(formatSummary(summarize(profile, Number(process.argv[3] ?? 25))) + '\n');
+  const lastSeconds = process.argv[4] ? Number(process.argv[4]) : undefined;
+  const window = lastSeconds ? { lastSeconds, skipEndSeconds: Number(process.argv[5] ?? 0) } : undefined;
+  process.stdout.write(formatSummary(summarize(profile, Number(process.argv[3] ?? 25), window)) + '\n');
 }

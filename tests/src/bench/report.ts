@@ -1,11 +1,13 @@
 // The results table: each API figure beside its ceilings, as ratios, and against issue 3's targets.
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import type { Ceilings } from './ceilings.ts';
 import type { Measurement } from './measure.ts';
 import type { Kind } from './scenarios.ts';
 
 export interface ApiResult extends Measurement {
   kind: Kind;
+  /** 1-minute load average when the scenario ended (other work on the machine shows here). */
+  load: number;
   rowsPerRequest: number;
   description: string;
 }
@@ -26,7 +28,8 @@ export interface Report {
   connections: number;
   durationSeconds: number;
   load: { resources: number; how: string; seconds: number; resourcesPerSecond: number; rows: Record<string, number> };
-  ceilings: Ceilings;
+  /** Absent when only some scenarios were run (BENCH_ONLY without "ceilings"). */
+  ceilings?: Ceilings;
   results: ApiResult[];
   notes: string[];
 }
@@ -64,18 +67,25 @@ function verdict(r: ApiResult): string {
   return parts.join(' ');
 }
 
+export function loadNow(): number {
+  return loadavg()[0];
+}
+
 export function resultsTable(report: Report): string {
   const c = report.ceilings;
   const lines = [
-    '| scenario | req/s | p50 ms | p99 ms | errors | HTTP ceiling req/s | ratio | pg ceiling rows/s | ratio | target |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| scenario | req/s | p50 ms | p99 ms | errors | HTTP ceiling req/s | ratio | pg ceiling rows/s | ratio | target | load avg |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
   ];
   for (const r of report.results) {
-    const { http, pg } = ceilingsFor(r.kind, c);
     const rows = r.rps * r.rowsPerRequest;
-    lines.push(
-      `| ${r.name} | ${f0(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} | ${f0(http.rps)} | ${pct(r.rps / http.rps)} | ${f0(pg.rps)} | ${pct(rows / pg.rps)}${r.rowsPerRequest > 1 ? ` (${f0(rows)} entries/s)` : ''} | ${verdict(r)} |`,
-    );
+    const entries = r.rowsPerRequest > 1 ? ` (${f0(rows)} entries/s)` : '';
+    let vs = `– | – | – | –${entries}`;
+    if (c) {
+      const { http, pg } = ceilingsFor(r.kind, c);
+      vs = `${f0(http.rps)} | ${pct(r.rps / http.rps)} | ${f0(pg.rps)} | ${pct(rows / pg.rps)}${entries}`;
+    }
+    lines.push(`| ${r.name} | ${f0(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} | ${vs} | ${verdict(r)} | ${r.load.toFixed(1)} |`);
   }
   return lines.join('\n');
 }
@@ -100,9 +110,7 @@ export function formatReport(report: Report): string {
     '',
     resultsTable(report),
     '',
-    'Ceilings (same run, same concurrency):',
-    '',
-    ceilingsTable(report.ceilings),
+    ...(report.ceilings ? ['Ceilings (same run, same concurrency):', '', ceilingsTable(report.ceilings)] : ['(ceilings not measured in this run)']),
   ];
   if (report.notes.length) out.push('', ...report.notes.map((n) => `- ${n}`));
   return out.join('\n');

@@ -20,7 +20,7 @@ import { readOptions } from './options.ts';
 import { startApi } from './processes.ts';
 import type { Child } from './processes.ts';
 import { formatSummary, summarize } from './profile.ts';
-import { describeMachine, formatReport } from './report.ts';
+import { describeMachine, formatReport, loadNow } from './report.ts';
 import type { ApiResult, Report } from './report.ts';
 import { PCL5_URL, pcl5Response, scenarios } from './scenarios.ts';
 import type { Scenario, ScenarioState } from './scenarios.ts';
@@ -74,6 +74,8 @@ async function main(): Promise<void> {
   const database = await createPostgresDatabase(options.adminUrl, 'tic_bench');
   const client = await createBenchClient(join(tmp, 'clients.json'));
   let api: Child | undefined;
+  let measuringFrom = 0;
+  let measuringTo = 0;
   try {
     const postgres = (await queryOne<{ v: string }>(database.url, `SELECT split_part(version(), ' (', 1) AS v`))[0].v;
     api = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, cpuProfDir: options.cpuProfDir });
@@ -100,11 +102,14 @@ async function main(): Promise<void> {
 
     const body = JSON.stringify({ ...observation(0, 0, `Patient/${data.patients[0]}`), id: data.observations[0], meta: { versionId: '1', lastUpdated: new Date().toISOString() } });
     const run = { connections: options.connections, seconds: options.durationSeconds, warmupSeconds: options.warmupSeconds };
-    log('ceilings: bare HTTP');
-    const http = await measureHttpCeiling({ body, ...run });
-    log('ceilings: raw PostgreSQL');
-    const pgc = await measurePgCeiling({ databaseUrl: database.url, body, ...run });
-    const ceilings: Ceilings = { httpGet: http.get, httpPost: http.post, pgInsert: pgc.insert, pgRead: pgc.read };
+    let ceilings: Ceilings | undefined;
+    if (!options.only || options.only.includes('ceilings')) {
+      log('ceilings: bare HTTP');
+      const http = await measureHttpCeiling({ body, ...run });
+      log('ceilings: raw PostgreSQL');
+      const pgc = await measurePgCeiling({ databaseUrl: database.url, body, ...run });
+      ceilings = { httpGet: http.get, httpPost: http.post, pgInsert: pgc.insert, pgRead: pgc.read };
+    }
 
     const notes: string[] = [];
     const state: ScenarioState = { data, created: [] };
@@ -114,6 +119,7 @@ async function main(): Promise<void> {
     else notes.push(`PCL-5 scored intake: each response is validated and scored, and ${screening.observations} Observations derived from it are written in the same transaction.`);
 
     const results: ApiResult[] = [];
+    measuringFrom = Date.now();
     const all = scenarios(state).filter((s) => !options.only || options.only.includes(s.name));
     for (const s of all as Scenario[]) {
       if (s.name.startsWith('PCL-5') && !screening.present) continue;
@@ -123,8 +129,8 @@ async function main(): Promise<void> {
       const refused = await probe(server.url, requests[0]);
       if (refused) notes.push(`${s.name}: ${refused}`);
       const m = await measure(s.name, { url: server.url, ...run, requests, amount: s.amount?.() });
-      results.push({ ...m, kind: s.kind, rowsPerRequest: s.rowsPerRequest, description: s.description });
-      log(`  ${Math.round(m.rps)}/s p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
+      results.push({ ...m, load: loadNow(), kind: s.kind, rowsPerRequest: s.rowsPerRequest, description: s.description });
+      log(`  ${Math.round(m.rps)}/s load ${loadNow().toFixed(1)} p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
     }
 
     const report: Report = {
@@ -142,6 +148,7 @@ async function main(): Promise<void> {
     if (options.jsonOut) writeFileSync(options.jsonOut, JSON.stringify(report, null, 2));
   } finally {
     if (api) {
+      measuringTo = Date.now();
       const output = api.output();
       await api.stop();
       if (api.process.exitCode && api.process.exitCode !== 0) log(`API exited with ${api.process.exitCode}:\n${output}`);
@@ -155,7 +162,7 @@ async function main(): Promise<void> {
       .map((f) => join(options.cpuProfDir!, f))
       .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
     if (newest) {
-      process.stdout.write(`\nAPI CPU profile ${newest}:\n\n${formatSummary(summarize(JSON.parse(readFileSync(newest, 'utf8')), 25))}\n`);
+      process.stdout.write(`\nAPI CPU profile ${newest} (the scenarios' window, without start-up and loading):\n\n${formatSummary(summarize(JSON.parse(readFileSync(newest, 'utf8')), 25, measuringFrom ? { lastSeconds: (measuringTo - measuringFrom) / 1000, skipEndSeconds: 0.5 } : undefined))}\n`);
     }
   }
 }
