@@ -21,6 +21,11 @@ interface CompiledParam {
   code: string;
   type: SearchParameter['type'];
   atom: FhirPathAtom;
+  /**
+   * Top-level elements the expression starts from ("effective" for Observation.effective); the
+   * expression is skipped when the resource has none of them. Undefined: always evaluate.
+   */
+  roots?: string[];
 }
 
 /** Columns held on the resource row itself, not in index tables. */
@@ -40,6 +45,27 @@ function relevantExpression(type: string, expression: string): string | undefine
   return parts.length > 0 ? parts.join(' | ') : undefined;
 }
 
+/** The top-level element names every branch of `expr` starts from, if all branches are plain paths. */
+function expressionRoots(type: string, expr: string): string[] | undefined {
+  const roots: string[] = [];
+  for (const branch of expr.split(/\s+\|\s+/)) {
+    const m = new RegExp(`^\\(*(?:${type}|Resource)\\.([a-z][A-Za-z0-9]*)`).exec(branch);
+    if (!m) return undefined;
+    roots.push(m[1]);
+  }
+  return roots;
+}
+
+function hasRoot(resource: Record<string, unknown>, roots: string[]): boolean {
+  for (const key in resource) {
+    for (const root of roots) {
+      // A choice element appears as root + type name: effective → effectiveDateTime.
+      if (key === root || (key.startsWith(root) && key.length > root.length && key[root.length] >= 'A' && key[root.length] <= 'Z')) return true;
+    }
+  }
+  return false;
+}
+
 export function compiledParamsFor(type: string): CompiledParam[] {
   let list = compiled.get(type);
   if (list) return list;
@@ -49,7 +75,7 @@ export function compiledParamsFor(type: string): CompiledParam[] {
     const expr = relevantExpression(type, sp.expression);
     if (!expr) continue;
     try {
-      list.push({ code, type: sp.type, atom: parseFhirPath(expr) });
+      list.push({ code, type: sp.type, atom: parseFhirPath(expr), roots: expressionRoots(type, expr) });
     } catch {
       // An expression the FHIRPath engine cannot parse is skipped rather than failing writes.
     }
@@ -225,6 +251,7 @@ export function indexResource(resource: Resource): IndexRows {
   const rows = emptyIndexRows();
   const input = [toTypedValue(resource)];
   for (const p of compiledParamsFor(resource.resourceType)) {
+    if (p.roots && !hasRoot(resource as unknown as Record<string, unknown>, p.roots)) continue;
     let values: TypedValue[];
     try {
       values = evalFhirPathTyped(p.atom, input);

@@ -76,7 +76,8 @@ function tokenCondition(c: SqlContext, code: string, modifier: string | undefine
 }
 
 function stringCondition(c: SqlContext, modifier: string | undefined, value: string): string {
-  if (modifier === 'exact') return `x.value = ${c.sql.p(value)}`;
+  // :exact also compares the normalised form, which the (code, norm) index serves.
+  if (modifier === 'exact') return `x.norm = ${c.sql.p(normalizeString(value))} AND x.value = ${c.sql.p(value)}`;
   const norm = escapeLike(normalizeString(value));
   if (modifier === 'contains') return `x.norm LIKE ${c.sql.p('%' + norm + '%')}`;
   return `x.norm LIKE ${c.sql.p(norm + '%')}`;
@@ -210,8 +211,7 @@ export function filterSql(c: SqlContext, f: Filter): string {
       return paramPredicate(c, f);
     case 'missing': {
       const table = tableForType[f.sp.type];
-      const codes = f.sp.type === 'reference' ? [f.code] : [f.code];
-      const any = or(codes.map((code) => indexExists(c, table, f.type, code, '')));
+      const any = indexExists(c, table, f.type, f.code, '');
       return f.missing ? `NOT ${any}` : any;
     }
     case 'chain':

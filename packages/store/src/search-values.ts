@@ -97,9 +97,11 @@ export function numberHalfUnit(s: string): string | undefined {
  */
 export function rangeCondition(prefix: Prefix, lowCol: string, highCol: string, pl: string, ph: string): string {
   const contains = `(${lowCol} >= ${pl} AND ${highCol} <= ${ph})`;
+  // The extra bounds below are implied (a target range is never empty: low < high) but let
+  // PostgreSQL use the (code, low) / (code, high) indexes as one range scan.
   switch (prefix) {
     case 'eq':
-      return contains;
+      return `${lowCol} >= ${pl} AND ${lowCol} < ${ph} AND ${highCol} <= ${ph}`;
     case 'ne':
       return `NOT ${contains}`;
     case 'gt':
@@ -107,9 +109,9 @@ export function rangeCondition(prefix: Prefix, lowCol: string, highCol: string, 
     case 'lt':
       return `${lowCol} < ${pl}`;
     case 'ge':
-      return `(${highCol} > ${ph} OR ${contains})`;
+      return `${highCol} > ${pl} AND (${highCol} > ${ph} OR ${contains})`;
     case 'le':
-      return `(${lowCol} < ${pl} OR ${contains})`;
+      return `${lowCol} < ${ph} AND (${lowCol} < ${pl} OR ${contains})`;
     case 'sa':
       return `${lowCol} >= ${ph}`;
     case 'eb':
