@@ -35,6 +35,13 @@ export function searchBundle(result: SearchResult, baseUrl: string, type: string
 
 const MAX_HISTORY_COUNT = 1000;
 
+// A FHIR instant or dateTime (Date.parse alone accepts far too much, e.g. "' OR '1'='1").
+const instantPattern = /^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d(:([0-5]\d|60)(\.\d{1,9})?)?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))?)?)?)?$/;
+
+function isInstant(value: string): boolean {
+  return instantPattern.test(value) && !Number.isNaN(Date.parse(value));
+}
+
 /**
  * A history Bundle. `permitted` filters system history by resource type (types the client's scopes
  * do not cover, e.g. AuditEvent, are left out in SQL, so pages stay full).
@@ -51,10 +58,10 @@ export async function historyBundle(
   const offset = query._offset ? Number(query._offset[0]) : 0;
   if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) throw badRequest('_count and _offset must be non-negative integers');
   const since = query._since?.[0];
-  if (since !== undefined && Number.isNaN(Date.parse(since))) throw badRequest('_since must be an instant', '_since');
+  if (since !== undefined && !isInstant(since)) throw badRequest('_since must be an instant', '_since');
   // Pages are anchored at the time of the first page so that later writes do not shift them.
   const before = query._before?.[0] ?? new Date().toISOString();
-  if (Number.isNaN(Date.parse(before))) throw badRequest('_before must be an instant');
+  if (!isInstant(before)) throw badRequest('_before must be an instant');
   const n = Math.min(count, MAX_HISTORY_COUNT);
   const excludeTypes = type ? [] : allResourceTypes().filter((t) => !permitted(t));
   const entries = await repo.historyEntries(type, id, { since, before, count: n + 1, offset, ...(excludeTypes.length ? { excludeTypes } : {}) });

@@ -29,7 +29,8 @@ function checkType(type: string): void {
 }
 
 function checkId(id: string): void {
-  if (!idPattern.test(id)) throw badRequest(`Invalid resource id "${id}"`);
+  // "." and ".." match the FHIR id pattern but are path segments to every URL resolver.
+  if (!idPattern.test(id) || /^\.+$/.test(id)) throw badRequest('Invalid resource id (FHIR ids are 1-64 of A-Z a-z 0-9 - .)');
 }
 
 function asResource(body: unknown, path: string): Resource {
@@ -134,6 +135,8 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
         authorize(type, 'update');
         const qs = toQueryString(req.query);
         return repo.transaction(async (tx) => {
+          // Serialise conditional writes with the same criteria, so racing requests create one resource.
+          if (tx.db.dialect === 'postgres') await tx.db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`create:${type}?${qs}`]);
           const matches = await tx.searchByQueryString(type, qs, 2);
           if (matches.length > 1) throw multipleMatches(`Conditional update matched ${matches.length} resources`);
           if (matches.length === 0) {

@@ -21,10 +21,12 @@ export function routeInfo(res: ServerResponse): LoggedRoute {
  * request data (a driver error naming a value, a hook's message naming a patient).
  */
 export function safeError(err: unknown): { type: string; code?: string; stack?: string } {
-  if (!(err instanceof Error)) return { type: typeof err };
-  const code = (err as { code?: unknown }).code;
-  const frames = (err.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).join('\n');
-  return { type: err.name, ...(typeof code === 'string' ? { code } : {}), ...(frames ? { stack: frames } : {}) };
+  // Duck-typed: errors from another realm (vm contexts, workers) are not `instanceof Error`.
+  if (!err || typeof err !== 'object' || typeof (err as { stack?: unknown }).stack !== 'string') return { type: typeof err };
+  const e = err as { name?: unknown; code?: unknown; stack: string };
+  const code = e.code;
+  const frames = e.stack.split('\n').filter((l) => /^\s+at /.test(l)).join('\n');
+  return { type: typeof e.name === 'string' ? e.name : 'Error', ...(typeof code === 'string' ? { code } : {}), ...(frames ? { stack: frames } : {}) };
 }
 
 export function requestLogger(logger: Logger) {

@@ -85,7 +85,10 @@ export function createFhirRouter(opts: FhirRouterOptions): Router {
           } else if (!allowed.includes(ct)) {
             throw unsupportedMediaType(`Content-Type ${ct} is not supported here; use ${allowed.join(' or ')}`);
           }
-          if (text.length > 0) body = parseJsonBody(text);
+          if (text.length > 0) {
+            body = parseJsonBody(text);
+            assertNoNul(body);
+          }
           else if (method !== 'POST' || !/\/\$/.test(path)) throw badRequest('The request body is empty');
         }
       }
@@ -115,6 +118,23 @@ export function createFhirRouter(opts: FhirRouterOptions): Router {
   router.all('/', handle);
   router.all('/{*rest}', handle);
   return router;
+}
+
+/** NUL cannot be stored in PostgreSQL text or jsonb, and is never valid in a FHIR string. */
+function assertNoNul(value: unknown): void {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) throw badRequest('The request body contains a NUL character');
+    } else if (Array.isArray(v)) stack.push(...v);
+    else if (v && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) {
+        if (k.includes('\u0000')) throw badRequest('The request body contains a NUL character');
+        stack.push(item);
+      }
+    }
+  }
 }
 
 function interactionName(method: FhirMethod, seg: string[]): Interaction | string {

@@ -315,6 +315,8 @@ export class Repository implements ResourceRepository {
   // ---------------------------------------------------------------- search
 
   async searchPage(type: string | undefined, query: Record<string, string[]>): Promise<SearchResult> {
+    // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver (500).
+    for (const [k, vs] of Object.entries(query)) if (k.includes('\u0000') || vs.some((v) => v.includes('\u0000'))) throw badRequest('Search parameters may not contain NUL characters');
     return searchResources(this.db, this.ctx, this.services.visibilityRules ?? [], type, query);
   }
 

@@ -78,7 +78,8 @@ export async function createApi(deps: AppDeps): Promise<Api> {
 
   const jtiStore = new SqlJtiStore(db);
   await jtiStore.init();
-  const auth = await createAuth(authConfigFrom(config, deps.clients ?? []), { jtiStore, logger });
+  // `now` is passed explicitly: createAuth spreads an undefined `now` over the rate limiter's default.
+  const auth = await createAuth(authConfigFrom(config, deps.clients ?? []), { jtiStore, logger, now: Date.now });
 
   const operations: FhirOperation[] = [validateOperation(validator), ...modules.flatMap((m) => m.operations ?? [])];
   const services: Omit<RepositoryServices, 'modules'> = {
