@@ -58,6 +58,26 @@ function errorEntry(err: unknown): BundleEntry {
   throw err;
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/** The shape of Bundle.entry before anything runs: what the code below relies on. */
+function checkEntries(entry: unknown): BundleEntry[] {
+  if (entry === undefined) return [];
+  if (!Array.isArray(entry)) throw badRequest('Bundle.entry must be an array', 'Bundle.entry');
+  entry.forEach((e: unknown, i) => {
+    const at = `Bundle.entry[${i}]`;
+    if (!isObject(e)) throw badRequest(`${at} must be an object`, at);
+    if (e.fullUrl !== undefined && typeof e.fullUrl !== 'string') throw badRequest(`${at}.fullUrl must be a string`, `${at}.fullUrl`);
+    if (e.resource !== undefined && !isObject(e.resource)) throw badRequest(`${at}.resource must be a resource`, `${at}.resource`);
+    if (!isObject(e.request)) throw badRequest(`${at}.request is required`, `${at}.request`);
+    for (const k of ['method', 'url', 'ifMatch', 'ifNoneExist', 'ifNoneMatch', 'ifModifiedSince'] as const) {
+      const v = e.request[k];
+      if (v !== undefined && typeof v !== 'string') throw badRequest(`${at}.request.${k} must be a string`, `${at}.request.${k}`);
+    }
+  });
+  return entry as BundleEntry[];
+}
+
 /** Replaces every Reference.reference equal to a key of `map` (deep). */
 function rewriteReferences(value: unknown, map: Map<string, string>): unknown {
   if (Array.isArray(value)) return value.map((v) => rewriteReferences(v, map));
@@ -85,7 +105,7 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
   const handlerOptions: HandlerOptions = { ...opts };
   const processor = async (bundle: Bundle, repo: Repository): Promise<Bundle> => {
     if (bundle.type !== 'batch' && bundle.type !== 'transaction') throw badRequest('Bundle.type must be batch or transaction', 'Bundle.type');
-    const entries = bundle.entry ?? [];
+    const entries = checkEntries(bundle.entry);
     if (entries.length > MAX_BUNDLE_ENTRIES) throw badRequest(`A Bundle may hold at most ${MAX_BUNDLE_ENTRIES} entries`);
     return bundle.type === 'batch' ? runBatch(entries, repo) : runTransaction(entries, repo);
   };
