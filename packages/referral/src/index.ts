@@ -10,3 +10,5 @@ export * from './referral-tasks.ts';
 export * from './module.ts';
 export { matchOperation, needFromRequest, loadCandidates, matchBundle } from './operations/match.ts';
 export { importHsdsOperation, applyDirectoryBundle } from './operations/import-hsds.ts';
+export * from './delivery/bundle.ts';
+export * from './delivery/jobs.ts';

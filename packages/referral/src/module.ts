@@ -4,20 +4,34 @@
 import type { Consent, Organization, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import type { DomainModule, WriteHookContext } from '@tic/fhir';
 import { forbidden } from '@tic/fhir';
-import { SECTOR_SYSTEM } from './codes.ts';
+import { enqueueJob } from '@tic/jobs';
+import { BUSINESS_STATUS, businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
+import { DELIVER_JOB } from './delivery/jobs.ts';
 import { isPatientPrivacy } from './consent.ts';
 import { codesIn, organizationSectors } from './directory.ts';
 import { importHsdsOperation } from './operations/import-hsds.ts';
 import { matchOperation } from './operations/match.ts';
-import { coverageForTask, resyncTasks, syncTaskShares, systemRepo, withConsentStatus } from './referral-tasks.ts';
+import { coverageForTask, dbOf, resyncTasks, syncTaskShares, systemRepo, withConsentStatus } from './referral-tasks.ts';
 import type { Actor } from './task-state.ts';
 import { isReferralTask, transitionTask } from './task-state.ts';
 
 export interface ReferralModuleOptions {
   /** Clock (tests). */
   now?: () => Date;
-  /** Called after a referral Task is stored with its Consent in place (delivery enqueueing). */
-  onDisclosedTask?: (task: Task, ctx: WriteHookContext) => Promise<void>;
+  /**
+   * Deliver referrals to receiving organisations' FHIR servers: a job is enqueued in the write's
+   * transaction (PostgreSQL only; graphile-worker does not run on PGlite) when a Task becomes
+   * disclosable or the requester changes its status. The worker runs `referralJobs`.
+   */
+  delivery?: { maxAttempts?: number };
+}
+
+function shouldDeliver(task: Task, ctx: WriteHookContext): boolean {
+  const previous = ctx.previous as Task | undefined;
+  if (!previous) return true;
+  if (businessStatusCode(previous) === BUSINESS_STATUS.awaitingConsent.code) return true;
+  // Status changes made by the requester (e.g. cancel) travel too; the server's own bookkeeping does not.
+  return !ctx.request.system && previous.status !== task.status && previous.requester?.reference === ctx.request.organization;
 }
 
 function actorOf(ctx: WriteHookContext): Actor {
@@ -63,7 +77,9 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
         // The store runs only afterWrite on deletes; throwing here rolls the delete back.
         if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
         const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now());
-        if (coverage && options.onDisclosedTask) await options.onDisclosedTask(resource, ctx);
+        if (coverage && options.delivery && shouldDeliver(resource, ctx)) {
+          await enqueueJob(dbOf(ctx.repo), DELIVER_JOB, { taskId: resource.id }, { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 });
+        }
         return;
       }
       if (resource.resourceType === 'Consent' && isPatientPrivacy(resource as Consent)) {

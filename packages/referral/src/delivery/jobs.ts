@@ -1,0 +1,190 @@
+// Jobs that deliver a referral to the receiving organisation's FHIR server and bring its status
+// back. They run on graphile-worker (see @tic/jobs): a failure throws and is retried with
+// exponential back-off; after the last attempt the Task shows "delivery failed" and an AuditEvent
+// records it. Redelivery is harmless: every entry is a conditional create.
+import type { AuditEvent, Bundle, Consent, Patient, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { Client } from 'fhir-kit-client';
+import type { JobHandler, TaskList } from '@tic/jobs';
+import { enqueueJob } from '@tic/jobs';
+import type { ResourceRepository } from '@tic/fhir';
+import { BUSINESS_STATUS, businessStatus, businessStatusCode } from '../codes.ts';
+import { disclosedResources, keyOf } from '../disclosure.ts';
+import { coverageForTask, dbOf } from '../referral-tasks.ts';
+import type { TaskStatus } from '../task-state.ts';
+import { isReferralTask, TRANSITIONS } from '../task-state.ts';
+import type { DeliveryParties } from './bundle.ts';
+import { buildDeliveryBundle, sourceIdentifier } from './bundle.ts';
+
+export const DELIVER_JOB = 'referral-deliver';
+export const POLL_JOB = 'referral-poll';
+
+export interface DeliveryTarget extends DeliveryParties {
+  /** FHIR base URL of the receiving server. */
+  baseUrl: string;
+  /** Bearer token for the receiving server (SMART Backend Services), when it asks for one. */
+  accessToken?: () => Promise<string | undefined>;
+}
+
+export interface DeliveryOptions {
+  /** This server's FHIR base URL (source identifiers are built from it). */
+  sourceBase: string;
+  /** Attempts before "delivery failed" (default 8: about 25 minutes of back-off). */
+  maxAttempts?: number;
+  /** Interval between polls of the remote Task (default 60 s). */
+  pollIntervalMs?: number;
+  /** Where and as whom to deliver to an owner; undefined when it has no FHIR endpoint. */
+  resolveTarget(owner: string, repo: ResourceRepository): Promise<DeliveryTarget | undefined>;
+  now?: () => Date;
+}
+
+const FINAL: TaskStatus[] = ['completed', 'rejected', 'cancelled', 'failed', 'entered-in-error'];
+
+async function readOrUndefined<T extends Resource>(repo: ResourceRepository, reference: string | undefined): Promise<T | undefined> {
+  const k = keyOf(reference);
+  if (!k) return undefined;
+  try {
+    return await repo.read<T>(k.type as T['resourceType'], k.id);
+  } catch {
+    return undefined;
+  }
+}
+
+function clientFor(target: DeliveryTarget, token: string | undefined): Client {
+  return new Client({ baseUrl: target.baseUrl, ...(token ? { bearerToken: token } : {}) });
+}
+
+async function setBusinessStatus(repo: ResourceRepository, task: Task, key: 'delivered' | 'deliveryFailed'): Promise<Task> {
+  if (businessStatusCode(task) === BUSINESS_STATUS[key].code) return task;
+  return repo.update<Task>({ ...task, businessStatus: businessStatus(key) });
+}
+
+async function auditFailure(repo: ResourceRepository, task: Task, attempts: number, reason: string, now: Date): Promise<void> {
+  const event: AuditEvent = {
+    resourceType: 'AuditEvent',
+    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest', display: 'RESTful Operation' },
+    subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: 'transaction', display: 'transaction' }],
+    action: 'C',
+    recorded: now.toISOString(),
+    outcome: '8',
+    outcomeDesc: `Referral delivery failed after ${attempts} attempts: ${reason}`,
+    agent: [{ who: { display: 'tic-exchange referral delivery' }, requestor: false }],
+    source: { observer: { display: 'tic-exchange worker' } },
+    entity: [{ what: { reference: `Task/${task.id}` } }],
+  };
+  await repo.create(event);
+}
+
+/** What went wrong, without bodies (they may carry patient data). */
+function failureReason(e: unknown): string {
+  const status = (e as { response?: { status?: number } }).response?.status;
+  if (status) return `HTTP ${status}`;
+  const code = (e as { code?: string; cause?: { code?: string } }).code ?? (e as { cause?: { code?: string } }).cause?.code;
+  return code ?? (e instanceof Error ? e.name : 'error');
+}
+
+export async function deliverReferral(repo: ResourceRepository, taskId: string, options: DeliveryOptions, attempt: { attempts: number; maxAttempts: number }): Promise<'sent' | 'skipped' | 'failed'> {
+  const now = options.now?.() ?? new Date();
+  const task = await readOrUndefined<Task>(repo, `Task/${taskId}`);
+  if (!task || !isReferralTask(task) || task.status === 'draft' || task.status === 'entered-in-error' || !task.owner?.reference) return 'skipped';
+  // Consent is checked again at send time: a revocation since enqueueing stops the delivery.
+  const coverage = await coverageForTask(repo, task, now);
+  if (!coverage) return 'skipped';
+  const target = await options.resolveTarget(task.owner.reference, repo);
+  if (!target) return 'skipped';
+  const serviceRequest = await readOrUndefined<ServiceRequest>(repo, task.focus?.reference);
+  const patient = await readOrUndefined<Patient>(repo, task.for?.reference);
+  if (!patient) return 'skipped';
+  const supporting: Resource[] = [];
+  for (const k of disclosedResources(task, serviceRequest, coverage)) {
+    if (['Task', 'ServiceRequest', 'Patient', 'Consent'].includes(k.type)) continue;
+    const r = await readOrUndefined<Resource>(repo, `${k.type}/${k.id}`);
+    if (r) supporting.push(r);
+  }
+  const bundle = buildDeliveryBundle({ task, serviceRequest, patient, consent: coverage.consent as Consent, supporting }, options.sourceBase, target);
+  try {
+    const token = await target.accessToken?.();
+    const response = (await clientFor(target, token).transaction({ body: bundle as never })) as unknown as Bundle;
+    if (response.resourceType !== 'Bundle') throw new Error('unexpected transaction response');
+  } catch (e) {
+    if (attempt.attempts >= attempt.maxAttempts) {
+      const current = (await readOrUndefined<Task>(repo, `Task/${taskId}`)) ?? task;
+      await setBusinessStatus(repo, current, 'deliveryFailed');
+      await auditFailure(repo, current, attempt.attempts, failureReason(e), now);
+      return 'failed';
+    }
+    throw e;
+  }
+  const current = (await readOrUndefined<Task>(repo, `Task/${taskId}`)) ?? task;
+  await setBusinessStatus(repo, current, 'delivered');
+  if (!FINAL.includes(current.status)) await enqueueJob(dbOf(repo), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + (options.pollIntervalMs ?? 60_000)) });
+  return 'sent';
+}
+
+/** Shortest path of allowed transitions from one status to another (the local Task keeps each step in its history). */
+export function transitionPath(from: TaskStatus, to: TaskStatus): TaskStatus[] | undefined {
+  if (from === to) return [];
+  const prev = new Map<TaskStatus, TaskStatus>();
+  const queue: TaskStatus[] = [from];
+  while (queue.length) {
+    const s = queue.shift()!;
+    for (const n of TRANSITIONS[s]) {
+      if (n === from || prev.has(n)) continue;
+      prev.set(n, s);
+      if (n === to) {
+        const path: TaskStatus[] = [n];
+        let p = s;
+        while (p !== from) {
+          path.unshift(p);
+          p = prev.get(p)!;
+        }
+        return path;
+      }
+      queue.push(n);
+    }
+  }
+  return undefined;
+}
+
+/** Brings the remote Task's status, reason and outputs back to the local Task. */
+export async function pollReferral(repo: ResourceRepository, taskId: string, options: DeliveryOptions): Promise<TaskStatus | undefined> {
+  let task = await readOrUndefined<Task>(repo, `Task/${taskId}`);
+  if (!task || !task.owner?.reference || FINAL.includes(task.status)) return task?.status;
+  const target = await options.resolveTarget(task.owner.reference, repo);
+  if (!target) return task.status;
+  const ident = sourceIdentifier(options.sourceBase, task);
+  const token = await target.accessToken?.();
+  const found = (await clientFor(target, token).search({ resourceType: 'Task', searchParams: { identifier: `${ident.system}|${ident.value}` } })) as unknown as Bundle;
+  const remote = found.entry?.map((e) => e.resource).find((r): r is Task => r?.resourceType === 'Task');
+  if (remote && remote.status !== task.status) {
+    const path = transitionPath(task.status, remote.status) ?? [];
+    for (const status of path) {
+      const last = status === remote.status;
+      task = await repo.update<Task>({
+        ...task,
+        status,
+        ...(last && remote.statusReason ? { statusReason: remote.statusReason } : !last && ['on-hold', 'failed', 'cancelled', 'rejected'].includes(status) ? { statusReason: { text: 'synchronised from the receiving server' } } : {}),
+        ...(last && remote.output ? { output: remote.output } : {}),
+      });
+    }
+  }
+  if (!FINAL.includes(task.status)) await enqueueJob(dbOf(repo), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + (options.pollIntervalMs ?? 60_000)) });
+  return task.status;
+}
+
+/** The worker's task list for referral delivery; `repository()` gives a system repository on the database. */
+export function referralJobs(repository: () => ResourceRepository, options: DeliveryOptions): TaskList {
+  const deliver: JobHandler = async (payload, helpers) => {
+    const { taskId } = payload as { taskId: string };
+    await deliverReferral(repository(), taskId, options, { attempts: helpers.job.attempts, maxAttempts: helpers.job.max_attempts });
+  };
+  const poll: JobHandler = async (payload) => {
+    const { taskId } = payload as { taskId: string };
+    await pollReferral(repository(), taskId, options);
+  };
+  return { [DELIVER_JOB]: deliver, [POLL_JOB]: poll };
+}
+
+/** Resolves targets from a static map of receiving servers (owner reference → target). */
+export function staticTargets(targets: Record<string, DeliveryTarget>): DeliveryOptions['resolveTarget'] {
+  return async (owner) => targets[owner];
+}

@@ -1,0 +1,200 @@
+// Issue 6, delivery: two instances of this server, each with its own PostgreSQL database, on
+// loopback ports, as a health organisation (A) and a housing organisation (B). A referral made in A
+// arrives in B, is accepted there, and its status comes back to A. Faults: B down during delivery,
+// consent revoked before delivery, delivery failing for good. PostgreSQL only (graphile-worker).
+import type { Server } from 'node:http';
+import { createServer } from 'node:net';
+import type { AuditEvent, Bundle, Consent, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { createTestApi } from '@tic/api/testing';
+import type { TestApi } from '@tic/api/testing';
+import type { Fhir } from '../helpers.ts';
+import { fhir } from '../helpers.ts';
+// tests/package.json does not list these workspace packages yet; import them by path until it does.
+import { installJobSchema, startWorker } from '../../../packages/jobs/src/index.ts';
+import type { Runner } from '../../../packages/jobs/src/index.ts';
+import type { DeliveryOptions } from '../../../packages/referral/src/index.ts';
+import { deliverReferral, REFERRAL_IDENTIFIER_SYSTEM, referralJobs, referralModule, SECTOR_SYSTEM, staticTargets } from '../../../packages/referral/src/index.ts';
+
+const pg = process.env.DATABASE_URL ? describe : describe.skip;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+pg('referral delivery between two servers', () => {
+  let A: TestApi;
+  let B: TestApi;
+  let portB: number;
+  let serverB: Server | undefined;
+  let worker: Runner;
+  let aa: Fhir; // org-a's client on A (the referrer)
+  let bb: Fhir; // org-b's client on B (the receiver)
+  let options: DeliveryOptions;
+  const baseA = 'http://127.0.0.1:18080/fhir';
+
+  const listenB = () =>
+    new Promise<void>((resolve) => {
+      serverB = B.api.app.listen(portB, '127.0.0.1', () => resolve());
+    });
+  const stopB = () =>
+    new Promise<void>((resolve) => {
+      serverB!.closeAllConnections();
+      serverB!.close(() => resolve());
+    });
+
+  beforeAll(async () => {
+    portB = await freePort();
+    A = await createTestApi({ kind: 'postgres', modules: [referralModule({ delivery: { maxAttempts: 5 } })], publicUrl: 'http://127.0.0.1:18080' });
+    B = await createTestApi({ kind: 'postgres', modules: [referralModule()], publicUrl: `http://127.0.0.1:${portB}` });
+    for (const t of [A, B]) {
+      const sys = t.api.systemRepository();
+      for (const [id, sector] of [['org-a', 'health'], ['org-b', 'housing']]) {
+        await sys.update<Organization>({ resourceType: 'Organization', id, name: id, type: [{ coding: [{ system: SECTOR_SYSTEM, code: sector }] }] });
+      }
+    }
+    await installJobSchema(A.db.url!);
+    await listenB();
+    aa = fhir(A, await A.client('a'));
+    bb = fhir(B, await B.client('b'));
+    const tokenOnB = (await B.client('a')).token;
+    options = {
+      sourceBase: baseA,
+      pollIntervalMs: 300,
+      resolveTarget: staticTargets({ 'Organization/org-b': { baseUrl: `http://127.0.0.1:${portB}/fhir`, requester: 'Organization/org-a', owner: 'Organization/org-b', accessToken: async () => tokenOnB } }),
+    };
+    worker = await startWorker({ connectionString: A.db.url!, taskList: referralJobs(() => A.api.systemRepository(), options), pollInterval: 100, concurrency: 4 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await worker?.stop();
+    if (serverB?.listening) await stopB();
+    await A?.close();
+    await B?.close();
+  });
+
+  const consent = (patient: string): Consent => ({
+    resourceType: 'Consent',
+    status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+    patient: { reference: patient },
+    provision: { type: 'permit', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: 'Organization/org-b' } }] },
+  });
+
+  async function refer(withConsent: boolean): Promise<{ task: Task; consent?: Consent }> {
+    const patient = await aa.create<Patient>({ resourceType: 'Patient', name: [{ family: 'Tane', given: ['Wiremu'] }], birthDate: '2001-01-22', telecom: [{ system: 'phone', value: '000' }] });
+    const sr = await aa.create<ServiceRequest>({ resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: `Patient/${patient.id}` }, requester: { reference: 'Organization/org-a' } });
+    const c = withConsent ? await aa.create(consent(`Patient/${patient.id}`)) : undefined;
+    const task = await aa.create<Task>({
+      resourceType: 'Task',
+      status: 'requested',
+      intent: 'order',
+      code: { coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }] },
+      focus: { reference: `ServiceRequest/${sr.id}` },
+      for: { reference: `Patient/${patient.id}` },
+      requester: { reference: 'Organization/org-a' },
+      owner: { reference: 'Organization/org-b' },
+    });
+    return { task, ...(c ? { consent: c } : {}) };
+  }
+
+  const remoteTasks = async (task: Task): Promise<Task[]> => {
+    const res = await bb.get(`Task?identifier=${encodeURIComponent(REFERRAL_IDENTIFIER_SYSTEM)}|${encodeURIComponent(`${baseA}/Task/${task.id}`)}`);
+    return ((res.body as Bundle).entry ?? []).map((e) => e.resource as Task);
+  };
+
+  it('delivers a referral, the receiver accepts it there, and the status comes back', async () => {
+    const { task } = await refer(true);
+    const [remote] = await until(async () => {
+      const found = await remoteTasks(task);
+      return found.length ? found : undefined;
+    });
+    expect(remote.status).toBe('requested');
+    expect(remote.owner?.reference).toBe('Organization/org-b');
+    // The receiver sees the ServiceRequest and a minimal Patient (no telecom).
+    const patient = (await bb.get(remote.for!.reference!)).body;
+    expect(patient.name[0].family).toBe('Tane');
+    expect(patient.telecom).toBeUndefined();
+    expect((await bb.get(remote.focus!.reference!)).status).toBe(200);
+    await until(async () => ((await aa.get(`Task/${task.id}`)).body.businessStatus?.text === 'delivered' ? true : undefined));
+
+    const accepted = await bb.put(`Task/${remote.id}`, { ...remote, status: 'accepted' });
+    expect(accepted.status).toBe(200);
+    const back = await until(async () => {
+      const t = (await aa.get(`Task/${task.id}`)).body as Task;
+      return t.status === 'accepted' ? t : undefined;
+    });
+    expect(back.status).toBe('accepted');
+    // Redelivery creates nothing new.
+    expect(await deliverReferral(A.api.systemRepository(), task.id!, options, { attempts: 1, maxAttempts: 5 })).toBe('sent');
+    expect(await remoteTasks(task)).toHaveLength(1);
+  }, 60_000);
+
+  it('delivers once the receiver is back after being down, without duplicates', async () => {
+    await stopB();
+    const { task } = await refer(true);
+    // Wait until the first attempt has failed against the closed port (the job waits to retry).
+    await until(async () => {
+      const r = await A.db.db.query<{ attempts: number; last_error: string | null }>('SELECT attempts, last_error FROM graphile_worker.jobs WHERE key = $1', [`referral-deliver:${task.id}`]);
+      return r.rows[0] && r.rows[0].attempts >= 1 && r.rows[0].last_error ? true : undefined;
+    });
+    await listenB();
+    const found = await until(async () => {
+      const f = await remoteTasks(task);
+      return f.length ? f : undefined;
+    }, 30_000);
+    expect(found).toHaveLength(1);
+    const failedAttempts = await A.db.db.query<{ n: string }>("SELECT count(*)::text AS n FROM graphile_worker.jobs WHERE task_identifier = 'referral-deliver'");
+    expect(failedAttempts.rows[0].n).toBe('0');
+  }, 60_000);
+
+  it('sends nothing when consent is revoked before delivery, or was never given', async () => {
+    const { task: noConsent } = await refer(false);
+    expect((await aa.get(`Task/${noConsent.id}`)).body.businessStatus.text).toBe('awaiting consent');
+    expect(await deliverReferral(A.api.systemRepository(), noConsent.id!, options, { attempts: 1, maxAttempts: 5 })).toBe('skipped');
+
+    await worker.stop();
+    try {
+      const { task, consent: c } = await refer(true);
+      await aa.put(`Consent/${c!.id}`, { ...c, status: 'inactive' });
+      expect(await deliverReferral(A.api.systemRepository(), task.id!, options, { attempts: 1, maxAttempts: 5 })).toBe('skipped');
+      worker = await startWorker({ connectionString: A.db.url!, taskList: referralJobs(() => A.api.systemRepository(), options), pollInterval: 100 });
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await remoteTasks(task)).toHaveLength(0);
+      expect(await remoteTasks(noConsent)).toHaveLength(0);
+    } finally {
+      if (!worker) worker = await startWorker({ connectionString: A.db.url!, taskList: referralJobs(() => A.api.systemRepository(), options), pollInterval: 100 });
+    }
+  }, 60_000);
+
+  it('marks "delivery failed" and writes an AuditEvent after the last attempt', async () => {
+    const { task } = await refer(true);
+    const dead: DeliveryOptions = { ...options, resolveTarget: staticTargets({ 'Organization/org-b': { baseUrl: `http://127.0.0.1:${await freePort()}/fhir`, requester: 'Organization/org-a', owner: 'Organization/org-b' } }) };
+    await expect(deliverReferral(A.api.systemRepository(), task.id!, dead, { attempts: 1, maxAttempts: 2 })).rejects.toBeDefined();
+    expect(await deliverReferral(A.api.systemRepository(), task.id!, dead, { attempts: 2, maxAttempts: 2 })).toBe('failed');
+    const local = (await aa.get(`Task/${task.id}`)).body as Task;
+    expect(local.businessStatus?.text).toBe('delivery failed');
+    const audits = await A.api.systemRepository().search<AuditEvent>('AuditEvent', { entity: `Task/${task.id}` });
+    expect(audits.some((a) => a.outcome === '8' && /after 2 attempts/.test(a.outcomeDesc ?? ''))).toBe(true);
+    // It shows in the referrer's worklist.
+    const worklist = await aa.get(`Task?requester=Organization/org-a&_id=${task.id}`);
+    expect(((worklist.body as Bundle).entry ?? []).map((e) => (e.resource as Task).businessStatus?.text)).toEqual(['delivery failed']);
+  }, 60_000);
+});
