@@ -54,6 +54,7 @@ class RecordingDb implements Db {
   beforeAll(async () => {
     const t = await createPostgresDatabase(process.env.DATABASE_URL!, 'tic_explain');
     drop = t.drop;
+    out.push(`database: ${new URL(t.url).pathname.slice(1)}`);
     db = new PgDb(t.url, 16);
     await migrate(db);
     const started = Date.now();
@@ -95,7 +96,8 @@ class RecordingDb implements Db {
   afterAll(async () => {
     writeFileSync(process.env.EXPLAIN_OUT ?? '/tmp/search-plans.txt', out.join('\n'));
     await db?.close();
-    await drop?.();
+    // EXPLAIN_KEEP=1 leaves the database in place for manual EXPLAINs (its name is in the output).
+    if (process.env.EXPLAIN_KEEP !== '1') await drop?.();
   });
 
   const shapes: Array<[string, string, Record<string, string>, RequestContext?]> = [

@@ -47,7 +47,8 @@ describe('parseQuery', () => {
     expect(p.filters[0]).toMatchObject({ kind: 'chain', targets: [{ type: 'Patient' }] });
   });
   it('rejects what it does not know under strict handling', () => {
-    for (const bad of [{ x: '1' }, { 'name:nope': 'a' }, { 'subject.foo': 'a' }, { 'subject:Patient.organization.name': 'a' }, { _count: '-1' }, { _total: 'all' }]) {
+    const bads: Array<Record<string, string>> = [{ x: '1' }, { 'name:nope': 'a' }, { 'subject.foo': 'a' }, { 'subject:Patient.organization.name': 'a' }, { _count: '-1' }, { _total: 'all' }];
+    for (const bad of bads) {
       expect(() => parseQuery('Observation', q(bad), true)).toThrow(OperationOutcomeError);
     }
     const lenient = parseQuery('Observation', q({ x: '1', status: 'final' }));

@@ -49,6 +49,8 @@ describe.each(testDatabaseKinds())('search visibility on %s', (kind) => {
   });
 
   it('_revinclude does not bring in a hidden source', async () => {
+    expect(idsOf(await search(orgB, 'Patient', { _id: pa.id!, _revinclude: 'Observation:subject' }), 'match')).toEqual([]);
+    expect(idsOf(await search(system, 'Patient', { _id: pa.id!, _revinclude: 'Observation:subject' }), 'include')).toEqual([ob.id]);
     const r = await search(orgA, 'Patient', { _id: pa.id!, _revinclude: 'Observation:subject' });
     expect(idsOf(r, 'match')).toEqual([pa.id]);
     expect(idsOf(r, 'include')).toEqual([]);
