@@ -27,6 +27,8 @@ export interface ScenarioRun {
   requests: AutocannonRequest[];
   /** Stop after this many requests (scenarios with a finite pool of ids, e.g. delete). */
   amount?: number;
+  /** Called between the warm-up and the measured run (e.g. to snapshot row counts). */
+  beforeMeasure?: () => Promise<void>;
 }
 
 export function fromAutocannon(name: string, r: AutocannonResult): Measurement {
@@ -49,6 +51,7 @@ export async function measure(name: string, run: ScenarioRun): Promise<Measureme
   if (run.warmupSeconds > 0 && run.amount === undefined) {
     await autocannon({ url: run.url, connections: run.connections, duration: run.warmupSeconds, requests: run.requests, timeout: 30 });
   }
+  await run.beforeMeasure?.();
   const result = await autocannon({
     url: run.url,
     connections: run.connections,

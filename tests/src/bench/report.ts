@@ -8,6 +8,9 @@ export interface ApiResult extends Measurement {
   kind: Kind;
   /** 1-minute load average when the scenario ended (other work on the machine shows here). */
   load: number;
+  /** Resource versions stored per request during the measured run, and how many were AuditEvents. */
+  versionsPerRequest?: number;
+  auditEventsPerRequest?: number;
   rowsPerRequest: number;
   description: string;
 }
@@ -74,8 +77,8 @@ export function loadNow(): number {
 export function resultsTable(report: Report): string {
   const c = report.ceilings;
   const lines = [
-    '| scenario | req/s | p50 ms | p99 ms | errors | HTTP ceiling req/s | ratio | pg ceiling rows/s | ratio | target | load avg |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
+    '| scenario | req/s | p50 ms | p99 ms | errors | HTTP ceiling req/s | ratio | pg ceiling rows/s | ratio | target | versions stored/req (AuditEvent) | load avg |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|',
   ];
   for (const r of report.results) {
     const rows = r.rps * r.rowsPerRequest;
@@ -85,7 +88,8 @@ export function resultsTable(report: Report): string {
       const { http, pg } = ceilingsFor(r.kind, c);
       vs = `${f0(http.rps)} | ${pct(r.rps / http.rps)} | ${f0(pg.rps)} | ${pct(rows / pg.rps)}${entries}`;
     }
-    lines.push(`| ${r.name} | ${f0(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} | ${vs} | ${verdict(r)} | ${r.load.toFixed(1)} |`);
+    const written = r.versionsPerRequest === undefined ? '–' : `${r.versionsPerRequest.toFixed(1)} (${(r.auditEventsPerRequest ?? 0).toFixed(1)})`;
+    lines.push(`| ${r.name} | ${f0(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${r.errors} | ${vs} | ${verdict(r)} | ${written} | ${r.load.toFixed(1)} |`);
   }
   return lines.join('\n');
 }

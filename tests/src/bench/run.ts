@@ -50,6 +50,14 @@ async function checkScreening(fhirBase: string, token: string, subject: string):
   return { present: true, scored: n > 0, observations: n };
 }
 
+/** Resource versions stored so far, and AuditEvents among them (what a request really writes). */
+async function stored(client: pg.Client): Promise<{ versions: number; audits: number }> {
+  const r = await client.query<{ v: string; a: string }>(
+    `SELECT (SELECT count(*) FROM resource_version)::text AS v, (SELECT count(*) FROM resource_version WHERE resource_type = 'AuditEvent')::text AS a`,
+  );
+  return { versions: Number(r.rows[0].v), audits: Number(r.rows[0].a) };
+}
+
 /** Sends a scenario's first request once; says why when it is not answered with a 2xx. */
 async function probe(baseUrl: string, request: AutocannonRequest): Promise<string | undefined> {
   const built = request.setupRequest ? (request.setupRequest({ ...request }, {}) ?? request) : request;
@@ -119,6 +127,8 @@ async function main(): Promise<void> {
     else notes.push(`PCL-5 scored intake: each response is validated and scored, and ${screening.observations} Observations derived from it are written in the same transaction.`);
 
     const results: ApiResult[] = [];
+    const counter = new pg.Client({ connectionString: database.url });
+    await counter.connect();
     measuringFrom = Date.now();
     const all = scenarios(state).filter((s) => !options.only || options.only.includes(s.name));
     for (const s of all as Scenario[]) {
@@ -128,11 +138,31 @@ async function main(): Promise<void> {
       const requests = s.requests(await token());
       const refused = await probe(server.url, requests[0]);
       if (refused) notes.push(`${s.name}: ${refused}`);
-      const m = await measure(s.name, { url: server.url, ...run, requests, amount: s.amount?.() });
-      results.push({ ...m, load: loadNow(), kind: s.kind, rowsPerRequest: s.rowsPerRequest, description: s.description });
+      let before = { versions: 0, audits: 0 };
+      const m = await measure(s.name, {
+        url: server.url,
+        ...run,
+        requests,
+        amount: s.amount?.(),
+        beforeMeasure: async () => {
+          before = await stored(counter);
+        },
+      });
+      const after = await stored(counter);
+      const per = (n: number) => (m.requests > 0 ? n / m.requests : 0);
+      results.push({
+        ...m,
+        load: loadNow(),
+        kind: s.kind,
+        rowsPerRequest: s.rowsPerRequest,
+        description: s.description,
+        versionsPerRequest: per(after.versions - before.versions),
+        auditEventsPerRequest: per(after.audits - before.audits),
+      });
       log(`  ${Math.round(m.rps)}/s load ${loadNow().toFixed(1)} p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
     }
 
+    await counter.end();
     const report: Report = {
       mode,
       date: new Date().toISOString().slice(0, 10),
