@@ -4,7 +4,7 @@ import type { Express, NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import type { CodeSystem, Resource, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
 import type { DomainModule, FhirOperation, RequestContext } from '@tic/fhir';
-import { createValidator, isOperationOutcomeError, notFound, statusForOutcome } from '@tic/fhir';
+import { badRequest, createValidator, isOperationOutcomeError, notFound, statusForOutcome } from '@tic/fhir';
 import type { Validator } from '@tic/fhir';
 import { buildCapabilityStatement, createFhirRouter, fhirErrorHandler, requestLogger, safeError } from '@tic/rest';
 import type { Interaction } from '@tic/rest';
@@ -15,6 +15,8 @@ import type { Auth, AuthConfig, ClientRegistration } from '@tic/auth';
 import { loadConformanceResources } from '@tic/fhir-profiles';
 import { screeningModule, validateScreeningConfig } from '@tic/screening';
 import { careplanModule } from '@tic/careplan';
+import { referralModule } from '@tic/referral';
+import { installJobSchema } from '@tic/jobs';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
 import { auditAccess, auditRefusal, auditWrite } from './audit.ts';
@@ -70,6 +72,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   await migrate(db);
 
   const modules = deps.modules ?? (await defaultModules(config));
+  if (config.databaseUrl) await installJobSchema(config.databaseUrl);
   const conformance = [...loadConformanceResources(), ...modules.flatMap((m) => m.conformanceResources?.() ?? [])] as Resource[];
   const validator = createValidator({
     profiles: conformance.filter((r): r is StructureDefinition => r.resourceType === 'StructureDefinition'),
@@ -83,7 +86,17 @@ export async function createApi(deps: AppDeps): Promise<Api> {
 
   const operations: FhirOperation[] = [validateOperation(validator), ...modules.flatMap((m) => m.operations ?? [])];
   const services: Omit<RepositoryServices, 'modules'> = {
-    validate: (r) => validator.assertValid(r),
+    validate: (r) => {
+      try {
+        validator.assertValid(r);
+      } catch (e) {
+        if (isOperationOutcomeError(e)) throw e;
+        // The validator failed on malformed input (e.g. a Bundle whose entry is not an array): the
+        // resource is not valid, and that is a 400, not a 500.
+        logger.warn({ err: safeError(e), resourceType: typeof r.resourceType === 'string' ? r.resourceType : undefined }, 'validator failed on a malformed resource');
+        throw badRequest('The resource is malformed and could not be validated');
+      }
+    },
     onWrite: auditWrite,
   };
   const systemRepository = () => new Repository(db, { system: true, baseUrl }, { ...services, modules });
@@ -173,7 +186,9 @@ export async function createApi(deps: AppDeps): Promise<Api> {
 /** The domain modules the API runs with: screening, and (as they land) referral and careplan. */
 export async function defaultModules(config: ApiConfig): Promise<DomainModule[]> {
   const screeningConfig = validateScreeningConfig(config.screeningConfigFile ? readJsonFile(config.screeningConfigFile) : {});
-  return [screeningModule(screeningConfig), careplanModule()];
+  // Delivery to other servers runs on graphile-worker, which needs PostgreSQL (not PGlite).
+  const delivery = config.databaseUrl ? { maxAttempts: config.referralMaxAttempts } : undefined;
+  return [screeningModule(screeningConfig), careplanModule(), referralModule({ delivery })];
 }
 
 /** The acting client's context as the store understands it. */

@@ -29,12 +29,14 @@ export interface ApiConfig {
   /** Per-organisation screening configuration (cut-offs and protocols), a JSON file. */
   screeningConfigFile?: string;
   shutdownTimeoutMs: number;
+  /** Delivery attempts of a referral before the Task is marked "delivery failed". */
+  referralMaxAttempts: number;
 }
 
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['port', 'host', 'publicUrl', 'dataDir', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs'],
+  required: ['port', 'host', 'publicUrl', 'dataDir', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts'],
   properties: {
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     host: { type: 'string', minLength: 1 },
@@ -61,6 +63,7 @@ const schema = {
     },
     screeningConfigFile: { type: 'string' },
     shutdownTimeoutMs: { type: 'integer', minimum: 0 },
+    referralMaxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
   },
 } as const;
 
@@ -104,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
     },
     screeningConfigFile: env.SCREENING_CONFIG_FILE,
     shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
+    referralMaxAttempts: int(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
   };
   for (const k of Object.keys(config.auth) as Array<keyof ApiConfig['auth']>) if (config.auth[k] === undefined) delete config.auth[k];
   for (const k of Object.keys(config) as Array<keyof ApiConfig>) if (config[k] === undefined) delete config[k];
