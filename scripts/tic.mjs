@@ -75,7 +75,7 @@ switch (task) {
   case 'test': {
     const v = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();
     console.log(`[tic] tests run on Node.js ${v} (${node})`);
-    pnpm(['exec', 'turbo', 'run', 'lint', 'typecheck', 'test', '--concurrency=1', ...process.argv.slice(3)], env);
+    pnpm(['exec', 'turbo', 'run', 'lint', 'typecheck', 'test', '--concurrency=1', '--continue', ...process.argv.slice(3)], env);
     break;
   }
   case 'token': {

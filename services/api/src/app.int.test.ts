@@ -25,4 +25,25 @@ describe('api', () => {
     expect((await request(t.api.app).get(`/fhir/Patient/${id}`).set('Authorization', b.auth)).status).toBe(404);
     expect((await request(t.api.app).get(`/fhir/Patient/${id}`)).status).toBe(401);
   });
+
+  it('applies _elements and _summary to reads and search results, tagging them SUBSETTED', async () => {
+    const a = await t.client('a');
+    const created = await request(t.api.app)
+      .post('/fhir/Patient')
+      .set('Authorization', a.auth)
+      .set('Content-Type', 'application/fhir+json')
+      .send(JSON.stringify({ resourceType: 'Patient', gender: 'male', birthDate: '1990-01-01', text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">x</div>' } }));
+    const id = created.body.id;
+    const elements = await request(t.api.app).get(`/fhir/Patient/${id}?_elements=gender`).set('Authorization', a.auth);
+    expect(elements.body.gender).toBe('male');
+    expect(elements.body.birthDate).toBeUndefined();
+    expect(elements.body.meta.tag.some((c: { code: string }) => c.code === 'SUBSETTED')).toBe(true);
+    const summary = await request(t.api.app).get(`/fhir/Patient?_id=${id}&_summary=true`).set('Authorization', a.auth);
+    const entry = summary.body.entry[0].resource;
+    expect(entry.text).toBeUndefined();
+    expect(entry.birthDate).toBe('1990-01-01');
+    const count = await request(t.api.app).get(`/fhir/Patient?_id=${id}&_summary=count`).set('Authorization', a.auth);
+    expect(count.body.total).toBe(1);
+    expect(count.body.entry ?? []).toHaveLength(0);
+  });
 });
