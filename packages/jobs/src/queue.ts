@@ -1,9 +1,12 @@
 // Durable background jobs on graphile-worker. A job is enqueued with SQL inside the transaction of
 // the write that causes it (graphile_worker.add_job), so it exists exactly when that write commits.
 // Retries back off exponentially (graphile-worker: exp(min(attempts, 10)) seconds after each failure).
+import { EventEmitter } from 'node:events';
 import { Logger, run, runMigrations } from 'graphile-worker';
-import type { Runner, Task as JobHandler, TaskList } from 'graphile-worker';
+import type { Runner, Task as JobHandler, TaskList, WorkerEvents } from 'graphile-worker';
 import type { Db } from '@tic/store';
+import { PgDb } from '@tic/store';
+import { holdLivenessLock, LIVENESS_TABLE_SQL, newLockKey, recoverDeadWorkers, registerWorker } from './liveness.ts';
 
 export type { Runner, TaskList, JobHandler };
 
@@ -47,6 +50,16 @@ export function workerLogger(logger?: PinoLike): Logger {
 /** Installs or upgrades the graphile_worker schema (idempotent; safe with several replicas). */
 export async function installJobSchema(connectionString: string, logger?: PinoLike): Promise<void> {
   await runMigrations({ connectionString, logger: workerLogger(logger) });
+  const db = new PgDb(connectionString, 1);
+  try {
+    // Serialised: CREATE TABLE IF NOT EXISTS can still collide when replicas start together.
+    await db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['job_worker_liveness']);
+      await tx.exec(LIVENESS_TABLE_SQL);
+    });
+  } finally {
+    await db.close();
+  }
 }
 
 export interface WorkerOptions {
@@ -56,16 +69,61 @@ export interface WorkerOptions {
   /** How often to look for jobs when LISTEN/NOTIFY is quiet (ms). */
   pollInterval?: number;
   logger?: PinoLike;
+  /**
+   * How often to unlock the jobs of worker processes that died (ms, default 15 s; also done at start).
+   * See liveness.ts.
+   */
+  recoveryInterval?: number;
+  /** Jobs locked by a worker id nobody registered are unlocked after this long (ms, default 5 min). */
+  unknownLockGraceMs?: number;
 }
 
-/** Starts a worker pool; stop it with `runner.stop()`. */
+/**
+ * Starts a worker pool; stop it with `runner.stop()`. Needs installJobSchema first. The process holds
+ * a liveness lock so that, should it die mid-job, any other worker unlocks its jobs for a retry.
+ */
 export async function startWorker(options: WorkerOptions): Promise<Runner> {
-  return run({
+  const db = new PgDb(options.connectionString, 2);
+  const session = await db.pool.connect();
+  session.on('error', (e: Error) => options.logger?.error({ component: 'jobs', err: e.name }, 'liveness connection lost'));
+  const key = newLockKey();
+  await holdLivenessLock(session, key);
+  const graceMs = options.unknownLockGraceMs ?? 5 * 60_000;
+  const recover = async () => {
+    try {
+      const { unlocked } = await recoverDeadWorkers(db, graceMs);
+      if (unlocked.length) options.logger?.warn({ component: 'jobs', workers: unlocked.length }, 'unlocked the jobs of workers that died');
+    } catch (e) {
+      options.logger?.error({ component: 'jobs', err: e instanceof Error ? e.message : 'error' }, 'dead-worker recovery failed');
+    }
+  };
+  await recover();
+  const events: WorkerEvents = new EventEmitter() as WorkerEvents;
+  const registrations: Array<Promise<void>> = [];
+  events.on('worker:create', ({ worker }) => {
+    registrations.push(registerWorker(db, worker.workerId, key).catch(() => options.logger?.error({ component: 'jobs' }, 'worker registration failed')));
+  });
+  const runner = await run({
     connectionString: options.connectionString,
     taskList: options.taskList,
     concurrency: options.concurrency ?? 5,
     pollInterval: options.pollInterval ?? 1000,
     noHandleSignals: true,
     logger: workerLogger(options.logger),
+    events,
   });
+  const timer = setInterval(() => void recover(), options.recoveryInterval ?? 15_000);
+  timer.unref();
+  const stopRunner = runner.stop.bind(runner);
+  const stop = async () => {
+    clearInterval(timer);
+    try {
+      await stopRunner();
+    } finally {
+      await Promise.all(registrations);
+      session.release();
+      await db.close();
+    }
+  };
+  return Object.assign(runner, { stop });
 }
