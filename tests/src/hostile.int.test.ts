@@ -99,6 +99,25 @@ describe('NUL characters', () => {
   });
 });
 
+describe('prototype property names in queries and resources', () => {
+  it('parameter names like toString, valueOf, __proto__ and constructor answer normally', async () => {
+    for (const q of ['Patient?valueOf=0', 'Patient?toString', 'Patient?__proto__=1', 'Patient?constructor=x', 'Patient?hasOwnProperty:exact=1', 'Patient?_sort=toString', 'Patient/_history?toString=1']) {
+      const res = await b.get(q);
+      expect(res.status).toBeLessThan(500);
+    }
+    const batch = await b.post('', { resourceType: 'Bundle', type: 'batch', entry: [{ request: { method: 'GET', url: 'Patient?toString=1&__proto__=2' } }] });
+    expect(batch.body.entry[0].response.status).toMatch(/^200/);
+    const cond = await b.post('Patient', { resourceType: 'Patient' }, { 'If-None-Exist': 'valueOf=1' });
+    expect(cond.status).toBeLessThan(500);
+  });
+
+  it('a Bundle resource whose entry is not an array answers 400', async () => {
+    expectOutcome(await b.post('Bundle', { resourceType: 'Bundle', type: 'collection', entry: '' }), 400);
+    expectOutcome(await b.post('', { resourceType: 'Bundle', type: 'transaction', entry: '' }), 400);
+    expectOutcome(await b.post('', { resourceType: 'Bundle', type: 'batch', entry: [{ request: 'GET Patient' }] }), 400);
+  });
+});
+
 describe('SQL injection through search', () => {
   const payloads = [
     "' OR '1'='1",

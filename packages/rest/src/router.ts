@@ -38,9 +38,10 @@ function mediaType(req: Request): string | undefined {
 }
 
 function queryOf(req: Request): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  // Null prototype: parameter names like "toString" or "__proto__" are plain keys here.
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
   const qs = req.originalUrl.split('?')[1];
-  if (qs) for (const [k, v] of new URLSearchParams(qs)) (out[k] ??= []).push(v);
+  if (qs) for (const [k, v] of new URLSearchParams(qs)) (Object.hasOwn(out, k) ? out[k] : (out[k] = [])).push(v);
   return out;
 }
 
@@ -77,7 +78,7 @@ export function createFhirRouter(opts: FhirRouterOptions): Router {
         const path = req.path;
         const isSearch = method === 'POST' && /\/_search$/.test(path);
         if (isSearch && ct === 'application/x-www-form-urlencoded') {
-          for (const [k, v] of new URLSearchParams(text)) (query[k] ??= []).push(v);
+          for (const [k, v] of new URLSearchParams(text)) (Object.hasOwn(query, k) ? query[k] : (query[k] = [])).push(v);
         } else if (text.length > 0 || !isSearch) {
           const allowed = method === 'PATCH' ? ['application/json-patch+json'] : jsonTypes;
           if (!ct) {

@@ -19,8 +19,8 @@ function entryRequest(entry: BundleEntry, index: number): FhirRequest {
   const method = r.method.toUpperCase() as FhirMethod;
   if (!(method in order)) throw badRequest(`Unsupported method ${r.method} in entry ${index}`, `Bundle.entry[${index}].request.method`);
   const [path, qs] = r.url.replace(/^\//, '').split('?', 2);
-  const query: Record<string, string[]> = {};
-  for (const [k, v] of new URLSearchParams(qs ?? '')) (query[k] ??= []).push(v);
+  const query: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  for (const [k, v] of new URLSearchParams(qs ?? '')) (Object.hasOwn(query, k) ? query[k] : (query[k] = [])).push(v);
   let body: unknown = entry.resource;
   if (method === 'PATCH' && entry.resource?.resourceType === 'Binary') {
     const data = (entry.resource as { data?: string }).data;

@@ -9,6 +9,7 @@ import { indexResource } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
 import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
 import { writeVersion } from './write.ts';
+import type { CompanionRow } from './write.ts';
 import { searchResources } from './search.ts';
 import type { SearchResult } from './search.ts';
 
@@ -19,8 +20,11 @@ export interface RepositoryServices {
   visibilityRules?: VisibilityRule[];
   /** Enqueues a job in the given transaction (see @tic/jobs). */
   enqueueJob?: (db: Db, task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }) => Promise<void>;
-  /** Called for every stored write inside its transaction (audit). */
-  onWrite?: (db: Db, ctx: RequestContext, interaction: WriteInteraction, resource: Resource) => Promise<void>;
+  /**
+   * Resources created together with every stored write, in the same statement (the write's
+   * AuditEvent): all or nothing, without a transaction of their own.
+   */
+  companions?: (ctx: RequestContext, interaction: WriteInteraction, resource: Resource) => Resource[];
 }
 
 export interface StoredRow {
@@ -122,7 +126,7 @@ export class Repository implements ResourceRepository {
   }
 
   private needsTransaction(type: string): boolean {
-    return this.hooksFor(type).length > 0 || !!this.services.onWrite;
+    return this.hooksFor(type).length > 0;
   }
 
   /** Creates a resource with a server-assigned id (or `id` when given, for create-on-update). */
@@ -270,11 +274,31 @@ export class Repository implements ResourceRepository {
       },
       deleting ? undefined : indexResource(stored),
       previous ? Number(previous.row.version_id) : undefined,
+      this.companionRows(interaction, stored, lastUpdated),
     );
     if (!ok) throw new WriteConflict();
     for (const m of hooks) if (m.afterWrite) await m.afterWrite(deleting ? previous!.resource! : stored, hookCtx);
-    if (this.services.onWrite) await this.services.onWrite(this.db, this.ctx, interaction, stored);
     return stored;
+  }
+
+  private companionRows(interaction: WriteInteraction, stored: Resource, lastUpdated: string): CompanionRow[] {
+    const extra = this.services.companions?.(this.ctx, interaction, stored) ?? [];
+    return extra.map((r) => {
+      const companion = { ...r, id: r.id ?? randomUUID(), meta: { ...r.meta, versionId: '1', lastUpdated } } as Resource;
+      return {
+        row: {
+          resourceType: companion.resourceType,
+          id: companion.id!,
+          versionId: 1,
+          lastUpdated,
+          deleted: false,
+          content: JSON.stringify(companion),
+          ownerOrg: isSystemContext(this.ctx) ? null : this.ctx.organization!,
+          restricted: isRestricted(companion),
+        },
+        index: indexResource(companion),
+      };
+    });
   }
 
   // ---------------------------------------------------------------- history
@@ -328,8 +352,8 @@ export class Repository implements ResourceRepository {
   }
 
   async searchByQueryString<T extends Resource>(type: string, queryString: string, limit: number): Promise<T[]> {
-    const q: Record<string, string[]> = {};
-    for (const [k, v] of new URLSearchParams(queryString)) (q[k] ??= []).push(v);
+    const q: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+    for (const [k, v] of new URLSearchParams(queryString)) (Object.hasOwn(q, k) ? q[k] : (q[k] = [])).push(v);
     if (Object.keys(q).length === 0) throw badRequest('A conditional request needs search parameters');
     q._count = [String(limit)];
     const result = await this.searchPage(type, q);
