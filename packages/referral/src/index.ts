@@ -12,3 +12,4 @@ export { matchOperation, needFromRequest, loadCandidates, matchBundle } from './
 export { importHsdsOperation, applyDirectoryBundle } from './operations/import-hsds.ts';
 export * from './delivery/bundle.ts';
 export * from './delivery/jobs.ts';
+export * from './subscriptions/index.ts';

@@ -1,7 +1,7 @@
 // referralModule: the DomainModule the api registers. Enforces the referral Task state machine,
 // keeps what a receiving organisation may see in step with the person's Consent (resource_share
 // rows written in the same transaction), and offers the directory operations.
-import type { Consent, Organization, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Consent, Organization, Resource, ServiceRequest, Subscription, Task } from '@medplum/fhirtypes';
 import type { DomainModule, WriteHookContext } from '@tic/fhir';
 import { forbidden } from '@tic/fhir';
 import { enqueueJob } from '@tic/jobs';
@@ -14,6 +14,8 @@ import { matchOperation } from './operations/match.ts';
 import { coverageForTask, dbOf, resyncTasks, syncTaskShares, systemRepo, withConsentStatus } from './referral-tasks.ts';
 import type { Actor } from './task-state.ts';
 import { isReferralTask, transitionTask } from './task-state.ts';
+import { checkSubscription } from './subscriptions/check.ts';
+import { enqueueNotifications } from './subscriptions/notify.ts';
 
 export interface ReferralModuleOptions {
   /** Clock (tests). */
@@ -24,6 +26,12 @@ export interface ReferralModuleOptions {
    * disclosable or the requester changes its status. The worker runs `referralJobs`.
    */
   delivery?: { maxAttempts?: number };
+  /**
+   * R4 rest-hook Subscriptions on Task: every Task write enqueues notifications for the matching
+   * active Subscriptions (PostgreSQL only; the worker runs `subscriptionJobs`). Without it,
+   * Subscription writes by clients are refused (422).
+   */
+  subscriptions?: { maxAttempts?: number };
 }
 
 function shouldDeliver(task: Task, ctx: WriteHookContext): boolean {
@@ -65,21 +73,26 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
   const now = options.now ?? (() => new Date());
   return {
     name: 'referral',
-    resourceTypes: ['Task', 'Consent', 'ServiceRequest'],
+    resourceTypes: ['Task', 'Consent', 'ServiceRequest', 'Subscription'],
     async beforeWrite(resource: Resource, ctx: WriteHookContext) {
       if (ctx.interaction === 'delete') return undefined;
       if (resource.resourceType === 'Task') return beforeTask(resource, ctx, now());
+      if (resource.resourceType === 'Subscription') return checkSubscription(resource as Subscription, ctx, { enabled: !!options.subscriptions, now });
       return undefined;
     },
     async afterWrite(resource: Resource, ctx: WriteHookContext) {
       const deleted = ctx.interaction === 'delete';
-      if (resource.resourceType === 'Task' && isReferralTask(resource)) {
-        // The store runs only afterWrite on deletes; throwing here rolls the delete back.
-        if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
-        const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now());
-        if (coverage && options.delivery && shouldDeliver(resource, ctx)) {
-          await enqueueJob(dbOf(ctx.repo), DELIVER_JOB, { taskId: resource.id }, { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 });
+      if (resource.resourceType === 'Task') {
+        if (isReferralTask(resource)) {
+          // The store runs only afterWrite on deletes; throwing here rolls the delete back.
+          if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
+          const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now());
+          if (coverage && options.delivery && shouldDeliver(resource, ctx)) {
+            await enqueueJob(dbOf(ctx.repo), DELIVER_JOB, { taskId: resource.id }, { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 });
+          }
         }
+        // After the shares are written, so a receiver's Subscription sees a Task just disclosed to it.
+        if (options.subscriptions && !deleted) await enqueueNotifications(ctx.repo, resource, { maxAttempts: options.subscriptions.maxAttempts, now });
         return;
       }
       if (resource.resourceType === 'Consent' && isPatientPrivacy(resource as Consent)) {

@@ -188,7 +188,9 @@ export async function defaultModules(config: ApiConfig): Promise<DomainModule[]>
   const screeningConfig = validateScreeningConfig(config.screeningConfigFile ? readJsonFile(config.screeningConfigFile) : {});
   // Delivery to other servers runs on graphile-worker, which needs PostgreSQL (not PGlite).
   const delivery = config.databaseUrl ? { maxAttempts: config.referralMaxAttempts } : undefined;
-  return [screeningModule(screeningConfig), careplanModule(), referralModule({ delivery })];
+  // R4 Subscriptions notify through the same job queue, so they too need PostgreSQL.
+  const subscriptions = config.databaseUrl ? {} : undefined;
+  return [screeningModule(screeningConfig), careplanModule(), referralModule({ delivery, subscriptions })];
 }
 
 /** The acting client's context as the store understands it. */

@@ -1,0 +1,3 @@
+export * from './criteria.ts';
+export * from './check.ts';
+export * from './notify.ts';
