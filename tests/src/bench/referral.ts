@@ -1,0 +1,397 @@
+// End-to-end referral delivery benchmark (issue 6): two instances of the API on PostgreSQL, each
+// with its own fresh database, as a health organisation (A, org-a) and a housing organisation (B,
+// org-b); delivery worker process(es) on A's database; a steady open-loop stream of referrals, each
+// one transaction Bundle (Patient, ServiceRequest, Consent, Task) POSTed to A by org-a's client.
+// Measured: latency from the Task's first version on A to its first version on B (both stamped by
+// the servers on the same clock, read from the databases afterwards), throughput of arrivals,
+// referrals lost (never arrived) and duplicated (more than one Task on B for one source Task), and
+// CPU seconds used by each process over the measured window (where the time goes).
+//   node scripts/tic.mjs pnpm --filter @tic/tests exec node src/bench/referral.ts
+// Settings (environment): REFERRAL_RATE (referrals/s offered, default 100), REFERRAL_DURATION
+// (seconds, default 60), REFERRAL_WARMUP (seconds not counted, default 5), REFERRAL_WORKERS
+// (worker processes, default 1), REFERRAL_CONCURRENCY (jobs per worker, default 10),
+// REFERRAL_IN_FLIGHT (client requests in flight at most, default 64), REFERRAL_DRAIN (seconds to
+// wait for the last deliveries, default 60), BENCH_DATABASE_URL / DATABASE_URL (admin database),
+// REFERRAL_JSON_OUT (write the results as JSON).
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import type { CryptoKey, JWK } from 'jose';
+import pg from 'pg';
+import type { Bundle, Consent, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { PgDb, Repository } from '@tic/store';
+import { createPostgresDatabase } from '@tic/store/testing';
+import { repoRoot, startApi } from './processes.ts';
+import type { Child } from './processes.ts';
+
+const log = (msg: string) => process.stderr.write(`[referral] ${msg}\n`);
+const num = (name: string, fallback: number) => {
+  const v = process.env[name];
+  const n = v ? Number(v) : fallback;
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number`);
+  return n;
+};
+
+const RATE = num('REFERRAL_RATE', 100);
+const DURATION = num('REFERRAL_DURATION', 60);
+const WARMUP = num('REFERRAL_WARMUP', 5);
+const WORKERS = num('REFERRAL_WORKERS', 1);
+const CONCURRENCY = num('REFERRAL_CONCURRENCY', 10);
+const IN_FLIGHT = num('REFERRAL_IN_FLIGHT', 64);
+const DRAIN = num('REFERRAL_DRAIN', 60);
+const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECTOR = 'https://tic-exchange.org/fhir/CodeSystem/sector';
+const REFERRAL_ID = 'https://tic-exchange.org/fhir/NamingSystem/referral-id';
+
+interface Key {
+  clientId: string;
+  kid: string;
+  privateKey: CryptoKey;
+  jwk: JWK;
+  registration: object;
+}
+
+async function clientKey(clientId: string, organization: string): Promise<Key> {
+  const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
+  const kid = `${clientId}-1`;
+  const pub = { ...(await exportJWK(publicKey)), kid, alg: 'ES384', use: 'sig' };
+  return {
+    clientId,
+    kid,
+    privateKey,
+    jwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES384' },
+    registration: { clientId, name: clientId, organization, scopes: ['system/*.cruds'], jwks: { keys: [pub] } },
+  };
+}
+
+async function token(baseUrl: string, key: Key): Promise<string> {
+  const tokenUrl = `${baseUrl}/auth/token`;
+  const now = Math.floor(Date.now() / 1000);
+  const assertion = await new SignJWT({}).setProtectedHeader({ alg: 'ES384', kid: key.kid, typ: 'JWT' }).setIssuer(key.clientId).setSubject(key.clientId).setAudience(tokenUrl).setIssuedAt(now).setExpirationTime(now + 240).setJti(randomUUID()).sign(key.privateKey);
+  const body = new URLSearchParams({ grant_type: 'client_credentials', scope: 'system/*.cruds', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
+  const res = await fetch(tokenUrl, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+  const json = (await res.json()) as { access_token?: string };
+  if (res.status !== 200 || !json.access_token) throw new Error(`token request failed: ${res.status}`);
+  return json.access_token;
+}
+
+/** Directory entries both servers know, written as server reference data. */
+async function seedOrganizations(databaseUrl: string): Promise<void> {
+  const db = new PgDb(databaseUrl, 2);
+  try {
+    const sys = new Repository(db, { system: true }, { modules: [] });
+    for (const [id, sector, name] of [['org-a', 'health', 'Harbourside Primary Care'], ['org-b', 'housing', 'Northgate Housing Trust']]) {
+      await sys.update<Organization>({ resourceType: 'Organization', id, active: true, name, type: [{ coding: [{ system: SECTOR, code: sector }] }] });
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+function referralBundle(n: number): Bundle {
+  const [p, sr, c, t] = [1, 2, 3, 4].map(() => `urn:uuid:${randomUUID()}`);
+  const patient: Patient = { resourceType: 'Patient', identifier: [{ system: 'https://bench.tic-exchange.org/mrn', value: `R-${n}` }], name: [{ family: `Bench${n % 1000}`, given: ['Sam'] }], birthDate: '1990-02-03', telecom: [{ system: 'phone', value: '000' }] };
+  const serviceRequest: ServiceRequest = { resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: p }, requester: { reference: 'Organization/org-a' }, performer: [{ reference: 'Organization/org-b' }] };
+  const consent: Consent = {
+    resourceType: 'Consent',
+    status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+    patient: { reference: p },
+    provision: { type: 'permit', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: 'Organization/org-b' } }] },
+  };
+  const task: Task = {
+    resourceType: 'Task',
+    status: 'requested',
+    intent: 'order',
+    priority: n % 5 === 0 ? 'urgent' : 'routine',
+    code: { coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }] },
+    focus: { reference: sr },
+    for: { reference: p },
+    requester: { reference: 'Organization/org-a' },
+    owner: { reference: 'Organization/org-b' },
+  };
+  return {
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: [
+      { fullUrl: p, resource: patient, request: { method: 'POST', url: 'Patient' } },
+      { fullUrl: sr, resource: serviceRequest, request: { method: 'POST', url: 'ServiceRequest' } },
+      { fullUrl: c, resource: consent, request: { method: 'POST', url: 'Consent' } },
+      { fullUrl: t, resource: task, request: { method: 'POST', url: 'Task' } },
+    ],
+  };
+}
+
+interface WorkerChild {
+  process: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+async function startWorkerChild(environment: NodeJS.ProcessEnv): Promise<WorkerChild> {
+  const child = spawn(process.execPath, ['tests/src/bench/referral-worker.ts'], { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const keep = (chunk: Buffer) => {
+    lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    if (lines.length > 50) lines.splice(0, lines.length - 50);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const output = () => lines.join('\n');
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const deadline = Date.now() + 60_000;
+  while (!lines.includes('worker ready')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`worker did not start:\n${output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { process: child, output, stop };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of every PostgreSQL backend serving one of our databases (and the server's own processes). */
+function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const line of spawnSyncLines('ps', ['-eo', 'pid=,comm=,args='])) {
+    const m = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
+    if (m && (m[2] === 'postgres' || m[3].startsWith('postgres:'))) total += cpuSeconds(Number(m[1]));
+  }
+  return total;
+}
+
+function postgresBackendsOf(databases: string[]): number[] {
+  const pids: number[] = [];
+  for (const line of spawnSyncLines('ps', ['-eo', 'pid=,args='])) {
+    const m = /^\s*(\d+)\s+postgres: \S+ \S+ (\S+)/.exec(line);
+    if (m && databases.includes(m[2])) pids.push(Number(m[1]));
+  }
+  return pids;
+}
+
+function spawnSyncLines(cmd: string, args: string[]): string[] {
+  return spawnSync(cmd, args, { encoding: 'utf8' }).stdout.split('\n');
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+async function rows<T>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(sql, params)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tic-referral-bench-'));
+  const dbA = await createPostgresDatabase(adminUrl, 'tic_refbench_a');
+  const dbB = await createPostgresDatabase(adminUrl, 'tic_refbench_b');
+  const nameOf = (url: string) => new URL(url).pathname.slice(1);
+  const children: Array<{ stop(): Promise<void> }> = [];
+  try {
+    const referrerOnA = await clientKey('referrer', 'Organization/org-a');
+    const referrerOnB = await clientKey('referrer-at-b', 'Organization/org-a');
+    writeFileSync(join(dir, 'clients-a.json'), JSON.stringify([referrerOnA.registration]));
+    writeFileSync(join(dir, 'clients-b.json'), JSON.stringify([referrerOnB.registration]));
+    writeFileSync(join(dir, 'key-b.json'), JSON.stringify({ clientId: referrerOnB.clientId, kid: referrerOnB.kid, jwk: referrerOnB.jwk }));
+
+    log('starting A and B (API on PostgreSQL, separate databases)');
+    const [A, B]: Child[] = await Promise.all([startApi({ databaseUrl: dbA.url, clientsFile: join(dir, 'clients-a.json') }), startApi({ databaseUrl: dbB.url, clientsFile: join(dir, 'clients-b.json') })]);
+    children.push(A, B);
+    await seedOrganizations(dbA.url);
+    await seedOrganizations(dbB.url);
+    const sourceBase = `${A.url}/fhir`;
+    const workers: WorkerChild[] = [];
+    for (let w = 0; w < WORKERS; w++) {
+      const child = await startWorkerChild({ DATABASE_URL: dbA.url, SOURCE_BASE: sourceBase, TARGET_BASE: B.url, KEY_FILE: join(dir, 'key-b.json'), CONCURRENCY: String(CONCURRENCY) });
+      workers.push(child);
+      children.push(child);
+    }
+    log(`A ${A.url}, B ${B.url}, ${WORKERS} worker(s) × ${CONCURRENCY} jobs`);
+
+    let bearer = await token(A.url, referrerOnA);
+    let bearerAt = Date.now();
+    const send = async (n: number): Promise<{ ok: boolean; ms: number; taskId?: string; error?: string }> => {
+      if (Date.now() - bearerAt > 120_000) {
+        bearerAt = Date.now();
+        bearer = await token(A.url, referrerOnA);
+      }
+      const started = performance.now();
+      const res = await fetch(sourceBase, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify(referralBundle(n)) });
+      const text = await res.text();
+      const ms = performance.now() - started;
+      if (res.status !== 200) return { ok: false, ms, error: `${res.status} ${text.slice(0, 300)}` };
+      const loc = (JSON.parse(text) as Bundle).entry?.[3]?.response?.location ?? '';
+      return { ok: true, ms, taskId: /Task\/([^/]+)/.exec(loc)?.[1] };
+    };
+    const probe = await send(-1);
+    if (!probe.ok || !probe.taskId) throw new Error(`a referral was refused by A: ${probe.error}`);
+
+    // Open loop: one referral every 1/RATE s whatever the answers; at most IN_FLIGHT outstanding.
+    const total = Math.round(RATE * (WARMUP + DURATION));
+    const sent: Array<{ n: number; at: number; ms: number; ok: boolean; taskId?: string }> = [];
+    const errors: string[] = [];
+    let inFlight = 0;
+    let skipped = 0;
+    const pending: Array<Promise<void>> = [];
+    const start = Date.now();
+    const measuredFrom = start + WARMUP * 1000;
+    const pids = () => ({ A: A.process.pid!, B: B.process.pid!, workers: workers.map((w) => w.process.pid!) });
+    let cpuBefore: Record<string, number> | undefined;
+    const cpuNow = (): Record<string, number> => {
+      const p = pids();
+      return {
+        'API A': cpuSeconds(p.A),
+        'API B': cpuSeconds(p.B),
+        'worker(s)': p.workers.reduce((s, pid) => s + cpuSeconds(pid), 0),
+        'PostgreSQL (A+B backends)': postgresBackendsOf([nameOf(dbA.url), nameOf(dbB.url)]).reduce((s, pid) => s + cpuSeconds(pid), 0),
+        'PostgreSQL (all processes)': postgresCpuSeconds(),
+        'load generator': process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+      };
+    };
+    const loadBefore = loadavg()[0];
+    log(`offering ${RATE} referrals/s for ${WARMUP} + ${DURATION} s (${total} referrals)`);
+    for (let n = 0; n < total; n++) {
+      const due = start + (n * 1000) / RATE;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (!cpuBefore && Date.now() >= measuredFrom) cpuBefore = cpuNow();
+      if (inFlight >= IN_FLIGHT) {
+        skipped++;
+        continue;
+      }
+      inFlight++;
+      const at = Date.now();
+      pending.push(
+        send(n).then(
+          (r) => {
+            inFlight--;
+            sent.push({ n, at, ms: r.ms, ok: r.ok, ...(r.taskId ? { taskId: r.taskId } : {}) });
+            if (!r.ok && errors.length < 5) errors.push(r.error ?? '');
+          },
+          (e: unknown) => {
+            inFlight--;
+            sent.push({ n, at, ms: NaN, ok: false });
+            if (errors.length < 5) errors.push(e instanceof Error ? e.message : String(e));
+          },
+        ),
+      );
+    }
+    await Promise.all(pending);
+    const sendEnd = Date.now();
+    const cpuAfterSend = cpuNow();
+    const created = sent.filter((s) => s.ok && s.taskId);
+    log(`sent ${sent.length} (${created.length} accepted by A, ${skipped} not sent: ${IN_FLIGHT} in flight) in ${((sendEnd - start) / 1000).toFixed(1)} s; waiting for deliveries`);
+
+    // Wait until every Task created on A is on B (or the drain time is over).
+    const expected = created.length + 1; // + the probe
+    const drainUntil = Date.now() + DRAIN * 1000;
+    let arrived = 0;
+    for (;;) {
+      const r = await rows<{ n: string }>(dbB.url, "SELECT count(DISTINCT value)::text AS n FROM sp_token WHERE resource_type = 'Task' AND code = 'identifier' AND system = $1", [REFERRAL_ID]);
+      arrived = Number(r[0].n);
+      if (arrived >= expected || Date.now() > drainUntil) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    const drainEnd = Date.now();
+    const cpuAfter = cpuNow();
+    const loadAfter = loadavg()[0];
+
+    // Latency per referral, from the databases: A's Task version 1 → B's Task version 1.
+    const createdOnA = await rows<{ id: string; t: string }>(dbA.url, "SELECT id, (extract(epoch FROM min(last_updated)) * 1000)::float8::text AS t FROM resource_version WHERE resource_type = 'Task' GROUP BY id");
+    const onB = await rows<{ value: string; copies: string; t: string }>(
+      dbB.url,
+      `SELECT x.value, count(DISTINCT x.id)::text AS copies, (extract(epoch FROM min(v.last_updated)) * 1000)::float8::text AS t
+       FROM sp_token x JOIN resource_version v ON v.resource_type = 'Task' AND v.id = x.id
+       WHERE x.resource_type = 'Task' AND x.code = 'identifier' AND x.system = $1 GROUP BY x.value`,
+      [REFERRAL_ID],
+    );
+    const arrivals = new Map(onB.map((r) => [r.value, { copies: Number(r.copies), t: Number(r.t) }]));
+    const latencies: number[] = [];
+    const arrivalTimes: number[] = [];
+    let lost = 0;
+    let duplicated = 0;
+    const ids = new Set(created.map((s) => s.taskId!));
+    for (const row of createdOnA) {
+      if (!ids.has(row.id)) continue;
+      const a = arrivals.get(`${sourceBase}/Task/${row.id}`);
+      if (!a) {
+        lost++;
+        continue;
+      }
+      if (a.copies > 1) duplicated++;
+      latencies.push(a.t - Number(row.t));
+      arrivalTimes.push(a.t);
+    }
+    const failed = await rows<{ n: string }>(dbA.url, "SELECT count(*)::text AS n FROM resource WHERE resource_type = 'Task' AND content::jsonb -> 'businessStatus' ->> 'text' = 'delivery failed'");
+    const jobs = await rows<{ n: string; errors: string }>(dbA.url, "SELECT count(*)::text AS n, count(*) FILTER (WHERE last_error IS NOT NULL)::text AS errors FROM graphile_worker.jobs WHERE task_identifier = 'referral-deliver'");
+    latencies.sort((x, y) => x - y);
+    const firstArrival = Math.min(...arrivalTimes);
+    const lastArrival = Math.max(...arrivalTimes);
+    // Steady-state throughput: arrivals inside the measured window (after warm-up, before the stream ended).
+    const window = (sendEnd - measuredFrom) / 1000;
+    const inWindow = arrivalTimes.filter((t) => t >= measuredFrom && t <= sendEnd).length;
+    const createMs = created.map((s) => s.ms).sort((x, y) => x - y);
+    const cpu = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, (v - (cpuBefore?.[k] ?? 0)) / ((drainEnd - measuredFrom) / 1000)]));
+    const cpuSend = Object.fromEntries(Object.entries(cpuAfterSend).map(([k, v]) => [k, (v - (cpuBefore?.[k] ?? 0)) / window]));
+    const pgVersion = (await rows<{ v: string }>(adminUrl, 'SHOW server_version'))[0].v;
+    const result = {
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: pgVersion, loadBefore, loadAfter },
+      settings: { rate: RATE, duration: DURATION, warmup: WARMUP, workers: WORKERS, concurrency: CONCURRENCY, inFlight: IN_FLIGHT },
+      referrals: { offered: total, sent: sent.length, notSent: skipped, createdOnA: created.length, refusedByA: sent.length - created.length, arrivedOnB: latencies.length, lost, duplicated, deliveryFailed: Number(failed[0].n), jobsLeft: Number(jobs[0].n), jobsWithErrors: Number(jobs[0].errors) },
+      createOnA: { p50: percentile(createMs, 50), p99: percentile(createMs, 99) },
+      latencyMs: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] },
+      throughput: { offeredPerSecond: RATE, createdPerSecond: created.length / ((sendEnd - start) / 1000), deliveredInWindowPerSecond: inWindow / window, deliveredOverallPerSecond: latencies.length / ((lastArrival - firstArrival) / 1000 || 1) },
+      cpuCoresDuringStream: cpuSend,
+      cpuCoresIncludingDrain: cpu,
+      errors,
+    };
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    if (process.env.REFERRAL_JSON_OUT) writeFileSync(process.env.REFERRAL_JSON_OUT, JSON.stringify(result, null, 2));
+    if (errors.length) log(`first errors: ${errors.join(' | ')}`);
+    for (const w of workers) {
+      const out = w.output();
+      if (out.includes('"level":50') || out.includes('"level":40')) log(`worker log (last lines):\n${out.split('\n').slice(-5).join('\n')}`);
+    }
+  } finally {
+    for (const c of children.reverse()) await c.stop().catch(() => undefined);
+    await dbA.drop().catch(() => undefined);
+    await dbB.drop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});
