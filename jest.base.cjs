@@ -17,7 +17,7 @@ module.exports = {
       },
     ],
   },
-  transformIgnorePatterns: ['/node_modules/(?!(\\.pnpm/)?(jose|fhir-kit-client|query-string|decode-uri-component|split-on-first|filter-obj)[@/])'],
+  transformIgnorePatterns: ['/node_modules/(?!(\\.pnpm/)?(jose|fhir-kit-client|graphile-worker|query-string|decode-uri-component|split-on-first|filter-obj)[@/])'],
   moduleNameMapper: { '^fhir-kit-client$': fhirKitClient },
   moduleFileExtensions: ['ts', 'js', 'mjs', 'cjs', 'json'],
   testMatch: ['**/*.test.ts'],

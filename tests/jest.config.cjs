@@ -3,7 +3,7 @@
 const base = require('../jest.base.cjs');
 module.exports = {
   ...base,
-  transformIgnorePatterns: [base.transformIgnorePatterns[0].replace('(fhir-kit-client|', '(jose|fhir-kit-client|')],
+  transformIgnorePatterns: [base.transformIgnorePatterns[0].replace('(fhir-kit-client|', '(jose|fhir-kit-client|graphile-worker|')],
   moduleNameMapper: { '^fhir-kit-client$': '<rootDir>/node_modules/fhir-kit-client/dist/index.js' },
   testTimeout: 60_000,
 };

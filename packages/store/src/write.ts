@@ -14,12 +14,39 @@ export interface VersionRow {
   restricted: boolean;
 }
 
+export interface CompanionRow {
+  row: VersionRow;
+  index: IndexRows;
+}
+
+const indexTables: Array<[keyof IndexRows, string, string[]]> = [
+  ['token', 'sp_token', ['system', 'value', 'display']],
+  ['string', 'sp_string', ['value', 'norm']],
+  ['reference', 'sp_reference', ['target_type', 'target_id', 'reference']],
+  ['date', 'sp_date', ['low', 'high']],
+  ['number', 'sp_number', ['value']],
+  ['quantity', 'sp_quantity', ['value', 'system', 'unit']],
+  ['uri', 'sp_uri', ['value']],
+];
+const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz' };
+const numericTables = new Set<keyof IndexRows>(['number', 'quantity']);
+const rowColumns = 'resource_type, id, version_id, last_updated, deleted, content, owner_org, restricted';
+
 /**
  * expectedVersion: undefined → the resource must not exist yet (create); a number → the stored
  * version must be exactly that (update). Returns false when that expectation did not hold
  * (nothing was written).
+ *
+ * companions: further new resources (e.g. the AuditEvent of this write) created in the same
+ * statement, only if the main write succeeds: all or nothing, in one round trip.
  */
-export async function writeVersion(db: Db, row: VersionRow, index: IndexRows | undefined, expectedVersion: number | undefined): Promise<boolean> {
+export async function writeVersion(
+  db: Db,
+  row: VersionRow,
+  index: IndexRows | undefined,
+  expectedVersion: number | undefined,
+  companions: CompanionRow[] = [],
+): Promise<boolean> {
   const p: unknown[] = [row.resourceType, row.id, row.versionId, row.lastUpdated, row.deleted, row.content, row.ownerOrg, row.restricted];
   const arr = (values: unknown[]) => {
     p.push(values);
@@ -27,38 +54,44 @@ export async function writeVersion(db: Db, row: VersionRow, index: IndexRows | u
   };
   const ctes: string[] = [];
   if (expectedVersion === undefined) {
-    ctes.push(`w AS (INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, content, owner_org, restricted)
+    ctes.push(`w AS (INSERT INTO resource (${rowColumns})
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (resource_type, id) DO NOTHING RETURNING 1)`);
   } else {
     p.push(expectedVersion);
     ctes.push(`w AS (UPDATE resource SET version_id = $3, last_updated = $4, deleted = $5, content = $6, owner_org = $7, restricted = $8
       WHERE resource_type = $1 AND id = $2 AND version_id = $${p.length} RETURNING 1)`);
   }
-  ctes.push(`v AS (INSERT INTO resource_version (resource_type, id, version_id, last_updated, deleted, content, owner_org, restricted)
+  ctes.push(`v AS (INSERT INTO resource_version (${rowColumns})
       SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM w))`);
-  const tables: Array<[keyof IndexRows, string, string[]]> = [
-    ['token', 'sp_token', ['system', 'value', 'display']],
-    ['string', 'sp_string', ['value', 'norm']],
-    ['reference', 'sp_reference', ['target_type', 'target_id', 'reference']],
-    ['date', 'sp_date', ['low', 'high']],
-    ['number', 'sp_number', ['value']],
-    ['quantity', 'sp_quantity', ['value', 'system', 'unit']],
-    ['uri', 'sp_uri', ['value']],
-  ];
-  const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz' };
-  const numericTables = new Set<keyof IndexRows>(['number', 'quantity']);
-  for (const [key, table, cols] of tables) {
+  if (companions.length > 0) {
+    const rows = companions.map((c) => c.row);
+    const cols = [
+      `${arr(rows.map((r) => r.resourceType))}::text[]`,
+      `${arr(rows.map((r) => r.id))}::text[]`,
+      `${arr(rows.map((r) => r.versionId))}::bigint[]`,
+      `${arr(rows.map((r) => r.lastUpdated))}::timestamptz[]`,
+      `${arr(rows.map((r) => r.deleted))}::boolean[]`,
+      `${arr(rows.map((r) => r.content))}::text[]`,
+      `${arr(rows.map((r) => r.ownerOrg))}::text[]`,
+      `${arr(rows.map((r) => r.restricted))}::boolean[]`,
+    ].join(', ');
+    ctes.push(`c AS (INSERT INTO resource (${rowColumns}) SELECT * FROM unnest(${cols}) WHERE EXISTS (SELECT 1 FROM w))`);
+    ctes.push(`cv AS (INSERT INTO resource_version (${rowColumns}) SELECT * FROM unnest(${cols}) WHERE EXISTS (SELECT 1 FROM w))`);
+  }
+  for (const [key, table, cols] of indexTables) {
     if (expectedVersion !== undefined) {
       ctes.push(`d_${key} AS (DELETE FROM ${table} WHERE resource_type = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w))`);
     }
-    const rows = (index?.[key] ?? []) as unknown[][];
-    if (rows.length === 0) continue;
-    const columns = ['code', ...cols];
-    const params = columns.map((_, i) => arr(rows.map((r) => r[i])));
+    const owners: Array<[string, string, unknown[][]]> = [[row.resourceType, row.id, (index?.[key] ?? []) as unknown[][]]];
+    for (const c of companions) owners.push([c.row.resourceType, c.row.id, c.index[key] as unknown[][]]);
+    const all = owners.flatMap(([type, id, rows]) => rows.map((r) => [type, id, ...r]));
+    if (all.length === 0) continue;
+    const columns = ['resource_type', 'id', 'code', ...cols];
+    const params = columns.map((_, i) => arr(all.map((r) => r[i])));
     const select = params.map((name) => `${name}::text[]`).join(', ');
     const cast = columns.map((c) => (casts[c] ? `u.${c}::${casts[c]}` : c === 'value' && numericTables.has(key) ? `u.${c}::numeric` : `u.${c}`));
-    ctes.push(`i_${key} AS (INSERT INTO ${table} (resource_type, id, ${columns.join(', ')})
-      SELECT $1, $2, ${cast.join(', ')} FROM unnest(${select}) AS u(${columns.join(', ')}) WHERE EXISTS (SELECT 1 FROM w))`);
+    ctes.push(`i_${key} AS (INSERT INTO ${table} (${columns.join(', ')})
+      SELECT ${cast.join(', ')} FROM unnest(${select}) AS u(${columns.join(', ')}) WHERE EXISTS (SELECT 1 FROM w))`);
   }
   const sql = `WITH ${ctes.join(',\n')} SELECT count(*)::int AS n FROM w`;
   const r = await db.query<{ n: number }>(sql, p);

@@ -27,17 +27,19 @@ function auditRepo(db: Db, ctx: RequestContext): Repository {
   return new Repository(db, ctx.organization ? { organization: ctx.organization, clientId: ctx.clientId } : { system: true }, { modules: [] });
 }
 
-export async function auditWrite(db: Db, ctx: RequestContext, interaction: WriteInteraction, resource: Resource): Promise<void> {
-  if (resource.resourceType === 'AuditEvent' || ctx.system) return;
-  const event = buildAuditEvent({
-    ctx,
-    action: actionFor[interaction],
-    interaction: interaction === 'patch' ? 'patch' : interaction,
-    resources: [`${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`],
-    patient: patientOf(resource),
-    outcome: '0',
-  });
-  await auditRepo(db, ctx).create<AuditEvent>(event);
+/** The AuditEvent of a write, stored in the same statement as the write itself (store companions). */
+export function auditEventsForWrite(ctx: RequestContext, interaction: WriteInteraction, resource: Resource): Resource[] {
+  if (resource.resourceType === 'AuditEvent' || ctx.system) return [];
+  return [
+    buildAuditEvent({
+      ctx,
+      action: actionFor[interaction],
+      interaction: interaction === 'patch' ? 'patch' : interaction,
+      resources: [`${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`],
+      patient: patientOf(resource),
+      outcome: '0',
+    }),
+  ];
 }
 
 export async function auditAccess(db: Db, ctx: RequestContext, interaction: RestfulInteraction, resourceType: string | undefined, resources: Resource[], parameterNames?: string[]): Promise<void> {
