@@ -3,10 +3,14 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import type { Response } from 'supertest';
+import type { Patient } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from './helpers.ts';
 import { countData, fhir } from './helpers.ts';
+
+// Hundreds of requests per property: PGlite under a parallel jest run needs the headroom.
+jest.setTimeout(240_000);
 
 let t: TestApi;
 let a: Fhir;
@@ -73,7 +77,7 @@ describe('property: random writes', () => {
   });
 
   it('random JSON Patches never cause a 500 and never half-apply', async () => {
-    const p = await a.create({ resourceType: 'Patient', name: [{ family: 'Patchable' }], gender: 'male' });
+    const p = await a.create<Patient>({ resourceType: 'Patient', name: [{ family: 'Patchable' }], gender: 'male' });
     const op = fc.record({
       op: fc.constantFrom('add', 'remove', 'replace', 'move', 'copy', 'test', 'bogus'),
       path: fc.oneof(fc.constantFrom('/gender', '/name/0/family', '/name/-', '/id', '/resourceType', '/meta/versionId', '/x', '', '/name/9', '/__proto__/x', '/active'), fc.string({ maxLength: 10 })),
