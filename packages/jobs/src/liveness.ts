@@ -1,7 +1,7 @@
 // Recovering the jobs of a worker process that died (SIGKILL, OOM, lost host). graphile-worker keeps
 // a job locked by its worker id until the lock is 4 hours old; a crashed worker's job would wait that
 // long. Each worker process therefore holds a PostgreSQL session advisory lock for its lifetime on a
-// dedicated connection and registers its graphile worker ids under that lock's key. PostgreSQL drops
+// dedicated connection and registers its graphile-worker pool and worker ids (either may appear in locked_by) under that lock's key. PostgreSQL drops
 // the lock the moment the process's connection goes away, so any live worker can tell that the ids
 // are dead and unlock their jobs (graphile_worker.force_unlock_workers) for another attempt.
 // Jobs locked by ids nobody registered (a worker started some other way) are unlocked only after a

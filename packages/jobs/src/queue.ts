@@ -100,9 +100,10 @@ export async function startWorker(options: WorkerOptions): Promise<Runner> {
   await recover();
   const events: WorkerEvents = new EventEmitter() as WorkerEvents;
   const registrations: Array<Promise<void>> = [];
-  events.on('worker:create', ({ worker }) => {
-    registrations.push(registerWorker(db, worker.workerId, key).catch(() => options.logger?.error({ component: 'jobs' }, 'worker registration failed')));
-  });
+  const register = (id: string) => registrations.push(registerWorker(db, id, key).catch(() => options.logger?.error({ component: 'jobs' }, 'worker registration failed')));
+  // Jobs are locked by the pool's id (batched fetching) or by a worker's id: register both.
+  events.on('pool:create', ({ workerPool }) => register(workerPool.id));
+  events.on('worker:create', ({ worker }) => register(worker.workerId));
   const runner = await run({
     connectionString: options.connectionString,
     taskList: options.taskList,

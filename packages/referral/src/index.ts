@@ -13,3 +13,6 @@ export { importHsdsOperation, applyDirectoryBundle } from './operations/import-h
 export * from './delivery/bundle.ts';
 export * from './delivery/jobs.ts';
 export * from './subscriptions/index.ts';
+export * from './delivery/smart-client.ts';
+export * from './delivery/targets.ts';
+export * from './delivery/worker-tasks.ts';

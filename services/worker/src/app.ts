@@ -1,11 +1,11 @@
-// Builds the worker from its dependencies: the referral jobs (delivery, status polling) on
-// graphile-worker against the API's PostgreSQL database.
+// Builds the worker from its dependencies: the referral jobs (delivery, status polling, R4
+// Subscription notifications) on graphile-worker against the API's PostgreSQL database.
 import type { DomainModule } from '@tic/fhir';
 import type { Runner } from '@tic/jobs';
 import { installJobSchema, startWorker } from '@tic/jobs';
 import type { PinoLike } from '@tic/jobs';
-import type { DeliveryTarget } from '@tic/referral';
-import { referralJobs, referralModule, staticTargets } from '@tic/referral';
+import type { DeliveryTarget, EndpointCredentials } from '@tic/referral';
+import { referralModule, referralTaskList } from '@tic/referral';
 import type { Db } from '@tic/store';
 import { Repository } from '@tic/store';
 
@@ -14,19 +14,26 @@ export interface WorkerDeps {
   db: Db;
   /** This server's FHIR base URL. */
   sourceBase: string;
-  /** Receiving servers by owner reference (Organization/...). */
-  targets: Record<string, DeliveryTarget>;
+  /** Receiving servers by owner reference (Organization/...); override the directory's Endpoints. */
+  targets?: Record<string, DeliveryTarget>;
+  /** SMART Backend Services credentials by endpoint address. */
+  credentials?: Record<string, EndpointCredentials>;
   pollIntervalMs?: number;
   concurrency?: number;
-  /** The modules the API runs (so the worker's own writes get the same rules). */
+  /** How often to unlock the jobs of dead worker processes (ms). */
+  recoveryInterval?: number;
+  /**
+   * The modules the API runs (so the worker's own writes get the same rules and fire Subscriptions).
+   * Default: the referral module with Subscriptions on.
+   */
   modules?: DomainModule[];
   logger?: PinoLike;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Runner> {
   await installJobSchema(deps.databaseUrl, deps.logger);
-  const modules = deps.modules ?? [referralModule()];
+  const modules = deps.modules ?? [referralModule({ subscriptions: {} })];
   const repository = () => new Repository(deps.db, { system: true, baseUrl: deps.sourceBase }, { modules });
-  const taskList = referralJobs(repository, { sourceBase: deps.sourceBase, pollIntervalMs: deps.pollIntervalMs, resolveTarget: staticTargets(deps.targets) });
-  return startWorker({ connectionString: deps.databaseUrl, taskList, concurrency: deps.concurrency, logger: deps.logger });
+  const taskList = referralTaskList({ repository, sourceBase: deps.sourceBase, targets: deps.targets, credentials: deps.credentials, pollIntervalMs: deps.pollIntervalMs });
+  return startWorker({ connectionString: deps.databaseUrl, taskList, concurrency: deps.concurrency, logger: deps.logger, recoveryInterval: deps.recoveryInterval });
 }

@@ -1,8 +1,12 @@
 // Reads configuration and starts the worker. DATABASE_URL (PostgreSQL) is required: graphile-worker
-// does not run on PGlite. REFERRAL_TARGETS_FILE is a JSON object of receiving servers by owner
-// reference: { "Organization/x": { "baseUrl": "...", "requester": "Organization/..", "owner": "Organization/.." } }.
+// does not run on PGlite. Receiving servers come from the directory (Organization.endpoint →
+// Endpoint); REFERRAL_TARGETS_FILE optionally overrides them, a JSON object by owner reference:
+// { "Organization/x": { "baseUrl": "...", "requester": "Organization/..", "owner": "Organization/.." } }.
+// REFERRAL_CREDENTIALS_FILE holds SMART Backend Services credentials by endpoint address:
+// { "<address>": { "clientId", "privateJwk" (JWK or path), "tokenUrl"?, "scope", "requester"?, "owner"? } }.
 import { readFileSync } from 'node:fs';
 import type { PinoLike } from '@tic/jobs';
+import { parseCredentials } from '@tic/referral';
 import { openDatabase } from '@tic/store';
 import { createWorker } from './app.ts';
 
@@ -22,9 +26,19 @@ async function main(): Promise<void> {
   const port = process.env.PORT ?? '8080';
   const sourceBase = `${(process.env.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, '')}/fhir`;
   const targets = process.env.REFERRAL_TARGETS_FILE ? (JSON.parse(readFileSync(process.env.REFERRAL_TARGETS_FILE, 'utf8')) as Record<string, never>) : {};
-  const pollIntervalMs = process.env.REFERRAL_POLL_INTERVAL_MS ? Number(process.env.REFERRAL_POLL_INTERVAL_MS) : undefined;
+  const credentials = process.env.REFERRAL_CREDENTIALS_FILE ? parseCredentials(JSON.parse(readFileSync(process.env.REFERRAL_CREDENTIALS_FILE, 'utf8'))) : {};
+  const number = (name: string) => {
+    const v = process.env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number`);
+    return n;
+  };
+  const pollIntervalMs = number('REFERRAL_POLL_INTERVAL_MS');
+  const concurrency = number('WORKER_CONCURRENCY');
+  const recoveryInterval = number('WORKER_RECOVERY_INTERVAL_MS');
   const db = await openDatabase({ url: databaseUrl, poolSize: 10 });
-  const runner = await createWorker({ databaseUrl, db, sourceBase, targets, pollIntervalMs, logger });
+  const runner = await createWorker({ databaseUrl, db, sourceBase, targets, credentials, pollIntervalMs, concurrency, recoveryInterval, logger });
   logger.info({ sourceBase }, 'worker started');
   const stop = () => {
     runner.stop().then(

@@ -23,6 +23,8 @@ export interface DeliveryTarget extends DeliveryParties {
   baseUrl: string;
   /** Bearer token for the receiving server (SMART Backend Services), when it asks for one. */
   accessToken?: () => Promise<string | undefined>;
+  /** Forget a cached token (called after the receiver answers 401). */
+  invalidateToken?: () => void;
 }
 
 export interface DeliveryOptions {
@@ -33,7 +35,7 @@ export interface DeliveryOptions {
   /** Interval between polls of the remote Task (default 60 s). */
   pollIntervalMs?: number;
   /** Where and as whom to deliver to an owner; undefined when it has no FHIR endpoint. */
-  resolveTarget(owner: string, repo: ResourceRepository): Promise<DeliveryTarget | undefined>;
+  resolveTarget(owner: string, repo: ResourceRepository, task?: Task): Promise<DeliveryTarget | undefined>;
   now?: () => Date;
 }
 
@@ -89,7 +91,7 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
   // Consent is checked again at send time: a revocation since enqueueing stops the delivery.
   const coverage = await coverageForTask(repo, task, now);
   if (!coverage) return 'skipped';
-  const target = await options.resolveTarget(task.owner.reference, repo);
+  const target = await options.resolveTarget(task.owner.reference, repo, task);
   if (!target) return 'skipped';
   const serviceRequest = await readOrUndefined<ServiceRequest>(repo, task.focus?.reference);
   const patient = await readOrUndefined<Patient>(repo, task.for?.reference);
@@ -106,6 +108,7 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
     const response = (await clientFor(target, token).transaction({ body: bundle as never })) as unknown as Bundle;
     if (response.resourceType !== 'Bundle') throw new Error('unexpected transaction response');
   } catch (e) {
+    if ((e as { response?: { status?: number } }).response?.status === 401) target.invalidateToken?.();
     if (attempt.attempts >= attempt.maxAttempts) {
       const current = (await readOrUndefined<Task>(repo, `Task/${taskId}`)) ?? task;
       await setBusinessStatus(repo, current, 'deliveryFailed');
@@ -149,7 +152,7 @@ export function transitionPath(from: TaskStatus, to: TaskStatus): TaskStatus[] |
 export async function pollReferral(repo: ResourceRepository, taskId: string, options: DeliveryOptions): Promise<TaskStatus | undefined> {
   let task = await readOrUndefined<Task>(repo, `Task/${taskId}`);
   if (!task || !task.owner?.reference || FINAL.includes(task.status)) return task?.status;
-  const target = await options.resolveTarget(task.owner.reference, repo);
+  const target = await options.resolveTarget(task.owner.reference, repo, task);
   if (!target) return task.status;
   const ident = sourceIdentifier(options.sourceBase, task);
   const token = await target.accessToken?.();
