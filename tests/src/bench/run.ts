@@ -38,16 +38,18 @@ async function queryOne<T>(url: string, sql: string): Promise<T[]> {
 }
 
 /** Whether the PCL-5 Questionnaire is on the server, and whether a response to it gets scored. */
-async function checkScreening(fhirBase: string, token: string, subject: string): Promise<{ present: boolean; scored: boolean; observations: number }> {
+async function checkScreening(fhirBase: string, token: string, subject: string, counter: pg.Client): Promise<{ present: boolean; scored: boolean; observations: number; versions: number; audits: number }> {
   const headers = { authorization: `Bearer ${token}` };
   const q = (await (await fetch(`${fhirBase}/Questionnaire?url=${encodeURIComponent(PCL5_URL)}`, { headers })).json()) as { entry?: unknown[] };
-  if (!q.entry?.length) return { present: false, scored: false, observations: 0 };
+  if (!q.entry?.length) return { present: false, scored: false, observations: 0, versions: 0, audits: 0 };
+  const before = await stored(counter);
   const res = await fetch(`${fhirBase}/QuestionnaireResponse`, { method: 'POST', headers: { ...headers, 'content-type': 'application/fhir+json' }, body: JSON.stringify(pcl5Response(subject)) });
   if (res.status !== 201) throw new Error(`a PCL-5 response was refused: ${res.status} ${await res.text()}`);
   const id = ((await res.json()) as { id: string }).id;
+  const after = await stored(counter);
   const obs = (await (await fetch(`${fhirBase}/Observation?derived-from=QuestionnaireResponse/${id}&_count=100`, { headers })).json()) as { entry?: unknown[] };
   const n = obs.entry?.length ?? 0;
-  return { present: true, scored: n > 0, observations: n };
+  return { present: true, scored: n > 0, observations: n, versions: after.versions - before.versions, audits: after.audits - before.audits };
 }
 
 /** Resource versions stored so far, and AuditEvents among them (what a request really writes). */
@@ -121,14 +123,19 @@ async function main(): Promise<void> {
 
     const notes: string[] = [];
     const state: ScenarioState = { data, created: [] };
-    const screening = await checkScreening(fhirBase, await token(), `Patient/${data.patients[0]}`);
-    if (!screening.present) notes.push(`PCL-5 intake skipped: the Questionnaire ${PCL5_URL} is not on the server.`);
-    else if (!screening.scored) notes.push('PCL-5 scored intake: the response was stored but no Observation was derived from it (is the screening module registered?).');
-    else notes.push(`PCL-5 scored intake: each response is validated and scored, and ${screening.observations} Observations derived from it are written in the same transaction.`);
-
-    const results: ApiResult[] = [];
     const counter = new pg.Client({ connectionString: database.url });
     await counter.connect();
+    const screening = await checkScreening(fhirBase, await token(), `Patient/${data.patients[0]}`, counter);
+    if (!screening.present) notes.push(`PCL-5 intake skipped: the Questionnaire ${PCL5_URL} is not on the server.`);
+    else if (!screening.scored) notes.push('PCL-5 scored intake: the response was stored but no Observation was derived from it (is the screening module registered?).');
+    else {
+      notes.push(
+        `PCL-5 scored intake: each response is validated and scored, and ${screening.observations} Observations derived from it are written in the same transaction; ` +
+          `one response sent alone stored ${screening.versions} resource versions, ${screening.audits} of them AuditEvents.`,
+      );
+    }
+
+    const results: ApiResult[] = [];
     measuringFrom = Date.now();
     const all = scenarios(state).filter((s) => !options.only || options.only.includes(s.name));
     for (const s of all as Scenario[]) {
