@@ -31,12 +31,19 @@ export interface ApiConfig {
   shutdownTimeoutMs: number;
   /** Delivery attempts of a referral before the Task is marked "delivery failed". */
   referralMaxAttempts: number;
+  /** Run the job worker in this process (PostgreSQL only); WORKER=off when it runs separately. */
+  worker: boolean;
+  /** Receiving servers by owner reference (overrides the directory's Endpoints), a JSON file. */
+  referralTargetsFile?: string;
+  /** SMART Backend Services credentials by endpoint address, a JSON file. */
+  referralCredentialsFile?: string;
+  referralPollIntervalMs?: number;
 }
 
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['port', 'host', 'publicUrl', 'dataDir', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts'],
+  required: ['port', 'host', 'publicUrl', 'dataDir', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts', 'worker'],
   properties: {
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     host: { type: 'string', minLength: 1 },
@@ -64,6 +71,10 @@ const schema = {
     screeningConfigFile: { type: 'string' },
     shutdownTimeoutMs: { type: 'integer', minimum: 0 },
     referralMaxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
+    worker: { type: 'boolean' },
+    referralTargetsFile: { type: 'string' },
+    referralCredentialsFile: { type: 'string' },
+    referralPollIntervalMs: { type: 'integer', minimum: 100 },
   },
 } as const;
 
@@ -108,6 +119,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
     screeningConfigFile: env.SCREENING_CONFIG_FILE,
     shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
     referralMaxAttempts: int(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
+    worker: !['off', 'false', '0', 'no'].includes((env.WORKER ?? '').trim().toLowerCase()),
+    referralTargetsFile: env.REFERRAL_TARGETS_FILE,
+    referralCredentialsFile: env.REFERRAL_CREDENTIALS_FILE,
+    referralPollIntervalMs: int(env.REFERRAL_POLL_INTERVAL_MS, 'REFERRAL_POLL_INTERVAL_MS'),
   };
   for (const k of Object.keys(config.auth) as Array<keyof ApiConfig['auth']>) if (config.auth[k] === undefined) delete config.auth[k];
   for (const k of Object.keys(config) as Array<keyof ApiConfig>) if (config[k] === undefined) delete config[k];

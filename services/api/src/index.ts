@@ -1,9 +1,15 @@
-// Reads configuration, opens the database and starts the API (and, in the embedded mode, the
-// worker in the same process). Graceful shutdown: stop accepting, finish in-flight requests, close.
+// Reads configuration, opens the database and starts the API and, on PostgreSQL unless WORKER=off,
+// the job worker in the same process (referral delivery, status polling, Subscription notifications).
+// In the embedded PGlite mode there is no worker (docs/decisions/0003-embedded-worker.md).
+// Graceful shutdown: stop accepting, finish in-flight requests, stop the worker, close.
 import { mkdirSync } from 'node:fs';
 import { pino } from 'pino';
 import { openDatabase } from '@tic/store';
-import { loadConfig } from './config.ts';
+import { startWorker } from '@tic/jobs';
+import type { Runner } from '@tic/jobs';
+import { parseCredentials, referralTaskList } from '@tic/referral';
+import type { DeliveryTarget } from '@tic/referral';
+import { loadConfig, readJsonFile } from './config.ts';
 import { createApi } from './app.ts';
 
 async function main(): Promise<void> {
@@ -21,6 +27,19 @@ async function main(): Promise<void> {
   });
   server.keepAliveTimeout = 65_000;
 
+  let worker: Runner | undefined;
+  if (config.databaseUrl && config.worker) {
+    const taskList = referralTaskList({
+      repository: () => api.systemRepository(),
+      sourceBase: api.baseUrl,
+      targets: config.referralTargetsFile ? (readJsonFile(config.referralTargetsFile) as Record<string, DeliveryTarget>) : {},
+      credentials: config.referralCredentialsFile ? parseCredentials(readJsonFile(config.referralCredentialsFile)) : {},
+      pollIntervalMs: config.referralPollIntervalMs,
+    });
+    worker = await startWorker({ connectionString: config.databaseUrl, taskList, logger });
+    logger.info('job worker started in this process');
+  }
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -33,7 +52,10 @@ async function main(): Promise<void> {
     }, config.shutdownTimeoutMs);
     force.unref();
     server.close(() => {
-      db.close().then(
+      (worker ? worker.stop() : Promise.resolve())
+        .catch((e: unknown) => logger.error({ err: e instanceof Error ? e.message : 'error' }, 'worker stop failed'))
+        .then(() => db.close())
+        .then(
         () => {
           logger.info('stopped');
           process.exit(0);
