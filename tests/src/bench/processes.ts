@@ -18,6 +18,13 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+const running = new Set<Child>();
+
+/** Stops every child still running (interrupted run). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((c) => c.stop()));
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -56,6 +63,7 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, port: number, health
   const output = () => lines.join('\n');
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
+    running.delete(handle);
     if (child.exitCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
@@ -63,8 +71,10 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, port: number, health
     await exited;
     clearTimeout(timer);
   };
+  const handle: Child = { url, port, process: child, output, stop };
+  running.add(handle);
   return waitFor(`${url}${healthPath}`, child, output, 120_000).then(
-    () => ({ url, port, process: child, output, stop }),
+    () => handle,
     async (e: unknown) => {
       await stop();
       throw e;

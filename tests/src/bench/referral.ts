@@ -216,6 +216,11 @@ async function main(): Promise<void> {
   const dbA = await createPostgresDatabase(adminUrl, 'tic_refbench_a');
   const dbB = await createPostgresDatabase(adminUrl, 'tic_refbench_b');
   const nameOf = (url: string) => new URL(url).pathname.slice(1);
+  // REFERRAL_LOG_SLOW_MS: PostgreSQL logs statements slower than this on the two databases (where the time goes).
+  if (process.env.REFERRAL_LOG_SLOW_MS) {
+    for (const u of [dbA.url, dbB.url]) await rows(adminUrl, `ALTER DATABASE ${nameOf(u)} SET log_min_duration_statement = ${Number(process.env.REFERRAL_LOG_SLOW_MS)}`);
+    log(`slow statements (> ${process.env.REFERRAL_LOG_SLOW_MS} ms) of ${nameOf(dbA.url)} and ${nameOf(dbB.url)} go to the PostgreSQL server log`);
+  }
   const children: Array<{ stop(): Promise<void> }> = [];
   try {
     const referrerOnA = await clientKey('referrer', 'Organization/org-a');
@@ -385,8 +390,12 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const c of children.reverse()) await c.stop().catch(() => undefined);
-    await dbA.drop().catch(() => undefined);
-    await dbB.drop().catch(() => undefined);
+    // REFERRAL_KEEP=1 leaves both databases for inspection (their names are in the log).
+    if (process.env.REFERRAL_KEEP === '1') log(`databases kept: ${dbA.url} ${dbB.url}`);
+    else {
+      await dbA.drop().catch(() => undefined);
+      await dbB.drop().catch(() => undefined);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -17,7 +17,7 @@ import { loadThroughApi, loadThroughRepository } from './load.ts';
 import type { LoadedData } from './load.ts';
 import { measure } from './measure.ts';
 import { readOptions } from './options.ts';
-import { startApi } from './processes.ts';
+import { startApi, stopAll } from './processes.ts';
 import type { Child } from './processes.ts';
 import { formatSummary, summarize } from './profile.ts';
 import { describeMachine, formatReport, loadNow } from './report.ts';
@@ -82,6 +82,18 @@ async function main(): Promise<void> {
   log(`${mode} run: ${options.resources.toLocaleString('en-US')} resources, ${options.connections} connections, ${options.durationSeconds} s per scenario`);
   const tmp = mkdtempSync(join(tmpdir(), 'tic-bench-'));
   const database = await createPostgresDatabase(options.adminUrl, 'tic_bench');
+  // Interrupted (Ctrl-C, turbo stopping): stop the children and drop the database all the same.
+  const interrupted = (signal: string) => {
+    log(`${signal}: stopping the API and dropping ${database.url.split('/').pop()}`);
+    stopAll()
+      .then(() => database.drop())
+      .finally(() => {
+        rmSync(tmp, { recursive: true, force: true });
+        process.exit(130);
+      });
+  };
+  process.once('SIGINT', () => interrupted('SIGINT'));
+  process.once('SIGTERM', () => interrupted('SIGTERM'));
   const client = await createBenchClient(join(tmp, 'clients.json'));
   let api: Child | undefined;
   let measuringFrom = 0;
