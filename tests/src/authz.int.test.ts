@@ -4,6 +4,7 @@ import request from 'supertest';
 import type { AuditEvent, Bundle, Observation, Patient } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi, TestClient } from '@tic/api/testing';
+import { OPERATOR_ORGANIZATION } from '@tic/api/testing';
 import type { Fhir } from './helpers.ts';
 import { countData, expectOutcome, fhir, ids } from './helpers.ts';
 
@@ -182,9 +183,9 @@ describe('audit trail', () => {
     const refused = (await auditEvents('Organization/org-narrow')).slice(narrowBefore);
     expect(refused.some((e) => e.outcome === '4' && /403/.test(e.outcomeDesc ?? ''))).toBe(true);
 
-    const anonBefore = (await auditEvents(null)).length;
+    const anonBefore = (await auditEvents(OPERATOR_ORGANIZATION)).length;
     await request(t.api.app).get('/fhir/Patient');
-    const anon = (await auditEvents(null)).slice(anonBefore);
+    const anon = (await auditEvents(OPERATOR_ORGANIZATION)).slice(anonBefore);
     expect(anon.some((e) => /401/.test(e.outcomeDesc ?? ''))).toBe(true);
   });
 

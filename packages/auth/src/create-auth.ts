@@ -196,7 +196,7 @@ export async function createAuth(rawConfig: AuthConfig, deps: AuthDeps = {}): Pr
   ];
   const authenticate = authenticateMiddleware({ verify, realm: config.realm ?? 'tic-exchange', publicPaths });
   const rateLimit: RequestHandler = config.rateLimit
-    ? createRateLimit({ ...config.rateLimit, now: deps.now })
+    ? createRateLimit({ ...config.rateLimit, ...(deps.now ? { now: deps.now } : {}) })
     : (_req, _res, next) => next();
 
   const auth: Auth = { config, router, authenticate, rateLimit, registry, verify, smartConfiguration: discovery };

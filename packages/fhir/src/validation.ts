@@ -98,6 +98,7 @@ export function createValidator(options: ValidatorOptions = {}): Validator {
     }
 
     checkIds(resource, type, base);
+    checkEmptyValues(resource, type, base);
     if (applicable.length === 0 || profileFound.some(isError)) {
       const tokens: BoundValues = {};
       base.push(...runMedplum(resource, tokens), ...checkRequiredBindings(tokens, terminology));
@@ -183,7 +184,7 @@ function checkIds(resource: Resource, path: string, issues: OperationOutcomeIssu
     });
   }
   if (resource.resourceType === 'Bundle') {
-    resource.entry?.forEach((e, i) => {
+    if (Array.isArray(resource.entry)) resource.entry.forEach((e, i) => {
       if (e?.resource && typeof e.resource === 'object') checkIds(e.resource, `${path}.entry[${i}].resource`, issues);
     });
   }
@@ -250,3 +251,21 @@ function baseDefinition(url: string): StructureDefinition | undefined {
 
 export { createTerminology, Terminology, canonicalUrl } from './terminology.ts';
 export type { Expansion, CodeCheck } from './terminology.ts';
+
+/**
+ * FHIR JSON never carries empty strings, arrays or objects (an absent element is left out). The
+ * structure validator skips empty values, so they are caught here, with the path of each.
+ */
+function checkEmptyValues(value: unknown, path: string, issues: OperationOutcomeIssue[]): void {
+  if (issues.length > 50) return;
+  if (typeof value === 'string') {
+    if (value.length === 0) issues.push(issue('value', 'Empty string values are not allowed in FHIR JSON', path));
+  } else if (Array.isArray(value)) {
+    if (value.length === 0) issues.push(issue('structure', 'Empty arrays are not allowed in FHIR JSON', path));
+    value.forEach((v, i) => checkEmptyValues(v, `${path}[${i}]`, issues));
+  } else if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value);
+    if (keys.length === 0) issues.push(issue('structure', 'Empty objects are not allowed in FHIR JSON', path));
+    for (const k of keys) if (k !== 'div') checkEmptyValues((value as Record<string, unknown>)[k], `${path}.${k}`, issues);
+  }
+}

@@ -19,7 +19,7 @@ export interface HandlerOptions {
   /** Runs a whole Bundle (batch/transaction); supplied by bundle.ts to avoid a cycle. */
   bundle?: (bundle: Bundle, repo: Repository) => Promise<Bundle>;
   /** Called with each successful read/search (audit of reads). */
-  onAccess?: (repo: Repository, interaction: Interaction, resourceType: string | undefined, resources: Resource[]) => Promise<void>;
+  onAccess?: (repo: Repository, interaction: Interaction, resourceType: string | undefined, resources: Resource[], parameterNames?: string[]) => Promise<void>;
 }
 
 const idPattern = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -80,7 +80,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
       const { _type: _, ...rest } = req.query;
       void _;
       const result = permittedIncludes(await repo.searchPage(types[0], rest), authorize);
-      await opts.onAccess?.(repo, 'search-system', types[0], result.entries.map((e) => e.resource));
+      await opts.onAccess?.(repo, 'search-system', types[0], result.entries.map((e) => e.resource), Object.keys(rest));
       return { status: 200, headers: {}, body: searchBundle(result, opts.baseUrl, types[0], 'search') };
     }
     throw methodNotAllowed(`${req.method} is not allowed on the base`);
@@ -112,7 +112,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
         authorize(type, 'search-type');
         const result = permittedIncludes(await repo.searchPage(type, req.query), authorize);
         if (strictHandling(req.prefer) && result.warnings.length > 0) throw badRequest(result.warnings.join('; '));
-        await opts.onAccess?.(repo, 'search-type', type, result.entries.map((e) => e.resource));
+        await opts.onAccess?.(repo, 'search-type', type, result.entries.map((e) => e.resource), Object.keys(req.query));
         return { status: 200, headers: {}, body: searchBundle(result, opts.baseUrl, type, 'search') };
       }
       case 'POST': {
@@ -174,7 +174,7 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
     authorize(type, 'search-type');
     const result = permittedIncludes(await repo.searchPage(type, req.query), authorize);
     if (strictHandling(req.prefer) && result.warnings.length > 0) throw badRequest(result.warnings.join('; '));
-    await opts.onAccess?.(repo, 'search-type', type, result.entries.map((e) => e.resource));
+    await opts.onAccess?.(repo, 'search-type', type, result.entries.map((e) => e.resource), Object.keys(req.query));
     return { status: 200, headers: {}, body: searchBundle(result, opts.baseUrl, type, 'search') };
   }
   if (id.startsWith('$') && parts.length === 2) {

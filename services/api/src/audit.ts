@@ -8,6 +8,9 @@ import type { AuditAction, RestfulInteraction } from '@tic/auth';
 import type { Db } from '@tic/store';
 import { Repository } from '@tic/store';
 
+/** Owner of audit records that belong to no client organisation (e.g. refused unauthenticated calls). */
+export const OPERATOR_ORGANIZATION = 'Organization/tic-exchange-operator';
+
 const actionFor: Record<WriteInteraction, AuditAction> = { create: 'C', update: 'U', patch: 'U', delete: 'D' };
 
 /** The Patient a resource is about, when it says so plainly. */
@@ -68,5 +71,6 @@ export async function auditRefusal(db: Db, ctx: RequestContext | undefined, stat
     httpStatus: status,
     searchResourceType: resourceType,
   });
-  await new Repository(db, ctx?.organization ? { organization: ctx.organization } : { system: true }, { modules: [] }).create<AuditEvent>(event);
+  // Unauthenticated refusals belong to the server operator: no client organisation's auditor sees them.
+  await new Repository(db, { organization: ctx?.organization ?? OPERATOR_ORGANIZATION }, { modules: [] }).create<AuditEvent>(event);
 }

@@ -85,3 +85,4 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
     },
   };
 }
+export { OPERATOR_ORGANIZATION } from './audit.ts';
