@@ -171,3 +171,33 @@ describe('external issuer mode', () => {
     expect(res.status).toBe(404);
   });
 });
+
+describe('cachedVerifier', () => {
+  it('checks a token once until it expires, and never caches failures', async () => {
+    const { cachedVerifier: cached } = await import('./authenticate.ts');
+    const { SignJWT } = await import('jose');
+    let now = 1_000_000_000_000;
+    const exp = Math.floor(now / 1000) + 60;
+    const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(exp).sign(new Uint8Array(32));
+    let calls = 0;
+    const ctx = { clientId: 'c', organization: 'Organization/o', scopes: [], sensitive: false, auditor: false };
+    const verify = cached(async () => {
+      calls++;
+      return ctx;
+    }, { now: () => now });
+    await verify(token);
+    await verify(token);
+    expect(calls).toBe(1);
+    now = exp * 1000 + 1;
+    await verify(token);
+    expect(calls).toBe(2);
+    let failing = 0;
+    const bad = cached(async () => {
+      failing++;
+      throw new Error('invalid');
+    });
+    await expect(bad(token)).rejects.toThrow();
+    await expect(bad(token)).rejects.toThrow();
+    expect(failing).toBe(2);
+  });
+});

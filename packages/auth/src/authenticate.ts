@@ -1,7 +1,7 @@
 // Bearer token checking (RFC 6750) for every request except the public paths. Verifies our own
 // tokens (builtin mode) or an external identity provider's (external mode) and sets req.tic.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import type { RequestContext } from '@tic/fhir';
 import { unauthorized } from '@tic/fhir';
@@ -96,6 +96,31 @@ export function externalVerifier(cfg: ExternalIssuerConfig, registry: ClientRegi
       sensitive: client?.sensitive === true,
       auditor: client?.auditor === true,
     };
+  };
+}
+
+/**
+ * Remembers verified tokens until they expire, so a client's requests pay for one signature check
+ * per token (ES384/RS384 verification dominates a small request otherwise). Failures are never
+ * cached. The map is bounded; the oldest entries go first.
+ */
+export function cachedVerifier(verify: TokenVerifier, options: { max?: number; now?: () => number } = {}): TokenVerifier {
+  const max = options.max ?? 10_000;
+  const now = options.now ?? Date.now;
+  const cache = new Map<string, { ctx: AuthRequestContext; expiresAt: number }>();
+  return async (token) => {
+    const hit = cache.get(token);
+    if (hit) {
+      if (hit.expiresAt > now()) return hit.ctx;
+      cache.delete(token);
+    }
+    const ctx = await verify(token);
+    const exp = decodeJwt(token).exp;
+    if (typeof exp === 'number') {
+      if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+      cache.set(token, { ctx, expiresAt: exp * 1000 });
+    }
+    return ctx;
   };
 }
 

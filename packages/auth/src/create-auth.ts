@@ -6,7 +6,7 @@ import type { JWK } from 'jose';
 import type { ExternalIssuerConfig } from './config.ts';
 import { resolveUrls, validateAuthConfig } from './config.ts';
 import type { AuthConfig } from './config.ts';
-import { authenticateMiddleware, builtinVerifier, externalVerifier } from './authenticate.ts';
+import { authenticateMiddleware, builtinVerifier, cachedVerifier, externalVerifier } from './authenticate.ts';
 import type { TokenVerifier } from './authenticate.ts';
 import { devTokenCommand, ensureDevClient, ensureServerKey } from './dev-client.ts';
 import type { DevClient } from './dev-client.ts';
@@ -194,7 +194,7 @@ export async function createAuth(rawConfig: AuthConfig, deps: AuthDeps = {}): Pr
     `${basePath}/auth/jwks`,
     ...(config.publicPaths ?? []),
   ];
-  const authenticate = authenticateMiddleware({ verify, realm: config.realm ?? 'tic-exchange', publicPaths });
+  const authenticate = authenticateMiddleware({ verify: cachedVerifier(verify, deps.now ? { now: deps.now } : {}), realm: config.realm ?? 'tic-exchange', publicPaths });
   const rateLimit: RequestHandler = config.rateLimit
     ? createRateLimit({ ...config.rateLimit, ...(deps.now ? { now: deps.now } : {}) })
     : (_req, _res, next) => next();
