@@ -25,8 +25,7 @@ import pg from 'pg';
 import type { Bundle, Consent, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { PgDb, Repository } from '@tic/store';
 import { createPostgresDatabase } from '@tic/store/testing';
-import { repoRoot, startApi } from './processes.ts';
-import type { Child } from './processes.ts';
+import { freePort, repoRoot } from './processes.ts';
 
 const log = (msg: string) => process.stderr.write(`[referral] ${msg}\n`);
 const num = (name: string, fallback: number) => {
@@ -128,14 +127,15 @@ function referralBundle(n: number): Bundle {
   };
 }
 
-interface WorkerChild {
+interface Proc {
+  url: string;
   process: ChildProcess;
   output(): string;
   stop(): Promise<void>;
 }
 
-async function startWorkerChild(environment: NodeJS.ProcessEnv): Promise<WorkerChild> {
-  const child = spawn(process.execPath, ['tests/src/bench/referral-worker.ts'], { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnChild(args: string[], environment: NodeJS.ProcessEnv): Proc & { lines: string[] } {
+  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const keep = (chunk: Buffer) => {
     lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
@@ -143,7 +143,6 @@ async function startWorkerChild(environment: NodeJS.ProcessEnv): Promise<WorkerC
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  const output = () => lines.join('\n');
   const stop = async () => {
     if (child.exitCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -152,15 +151,51 @@ async function startWorkerChild(environment: NodeJS.ProcessEnv): Promise<WorkerC
     await exited;
     clearTimeout(timer);
   };
+  return { url: '', process: child, lines, output: () => lines.join('\n'), stop };
+}
+
+/**
+ * The API as production runs it, on PostgreSQL, with WORKER=off: the API now starts a job worker
+ * in its own process by default, and one without delivery targets would take delivery jobs and
+ * drop them (see the referral section of docs/benchmarks.md). (processes.ts's startApi has a fixed
+ * environment.)
+ */
+async function startApiWithoutWorker(databaseUrl: string, clientsFile: string): Promise<Proc> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const c = spawnChild(['services/api/src/index.ts'], { DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, DEMO_DATA: 'false', LOG_LEVEL: 'warn', AUTH_CLIENTS_FILE: clientsFile, DATA_DIR: `/tmp/tic-refbench-${process.pid}`, WORKER: 'off' });
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (c.process.exitCode !== null || Date.now() > deadline) {
+      await c.stop();
+      throw new Error(`API did not start:\n${c.output()}`);
+    }
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return { ...c, url };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+interface WorkerChild {
+  process: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+async function startWorkerChild(environment: NodeJS.ProcessEnv): Promise<WorkerChild> {
+  const c = spawnChild(['tests/src/bench/referral-worker.ts'], environment);
   const deadline = Date.now() + 60_000;
-  while (!lines.includes('worker ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error(`worker did not start:\n${output()}`);
+  while (!c.lines.includes('worker ready')) {
+    if (c.process.exitCode !== null || Date.now() > deadline) {
+      await c.stop();
+      throw new Error(`worker did not start:\n${c.output()}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { process: child, output, stop };
+  return c;
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
@@ -230,7 +265,7 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'key-b.json'), JSON.stringify({ clientId: referrerOnB.clientId, kid: referrerOnB.kid, jwk: referrerOnB.jwk }));
 
     log('starting A and B (API on PostgreSQL, separate databases)');
-    const [A, B]: Child[] = await Promise.all([startApi({ databaseUrl: dbA.url, clientsFile: join(dir, 'clients-a.json') }), startApi({ databaseUrl: dbB.url, clientsFile: join(dir, 'clients-b.json') })]);
+    const [A, B] = await Promise.all([startApiWithoutWorker(dbA.url, join(dir, 'clients-a.json')), startApiWithoutWorker(dbB.url, join(dir, 'clients-b.json'))]);
     children.push(A, B);
     await seedOrganizations(dbA.url);
     await seedOrganizations(dbB.url);
