@@ -283,22 +283,7 @@ export class Repository implements ResourceRepository {
 
   private companionRows(interaction: WriteInteraction, stored: Resource, lastUpdated: string): CompanionRow[] {
     const extra = this.services.companions?.(this.ctx, interaction, stored) ?? [];
-    return extra.map((r) => {
-      const companion = { ...r, id: r.id ?? randomUUID(), meta: { ...r.meta, versionId: '1', lastUpdated } } as Resource;
-      return {
-        row: {
-          resourceType: companion.resourceType,
-          id: companion.id!,
-          versionId: 1,
-          lastUpdated,
-          deleted: false,
-          content: JSON.stringify(companion),
-          ownerOrg: isSystemContext(this.ctx) ? null : this.ctx.organization!,
-          restricted: isRestricted(companion),
-        },
-        index: indexResource(companion),
-      };
-    });
+    return extra.map((r) => newResourceRow(this.ctx, r, lastUpdated));
   }
 
   // ---------------------------------------------------------------- history
@@ -384,4 +369,25 @@ export class WriteConflict extends Error {
   constructor() {
     super('write conflict');
   }
+}
+
+/**
+ * The stored form of a new resource written by the server on behalf of `ctx` (version 1, owned by
+ * the acting organisation): for companions and append-only records. No validation or hooks.
+ */
+export function newResourceRow(ctx: RequestContext, resource: Resource, lastUpdated = new Date().toISOString()): CompanionRow {
+  const stored = { ...resource, id: resource.id ?? randomUUID(), meta: { ...resource.meta, versionId: '1', lastUpdated } } as Resource;
+  return {
+    row: {
+      resourceType: stored.resourceType,
+      id: stored.id!,
+      versionId: 1,
+      lastUpdated,
+      deleted: false,
+      content: JSON.stringify(stored),
+      ownerOrg: isSystemContext(ctx) ? null : ctx.organization!,
+      restricted: isRestricted(stored),
+    },
+    index: indexResource(stored),
+  };
 }

@@ -2,6 +2,7 @@
 // resource version in one SQL statement (one round trip, atomic even outside a transaction).
 import type { Db } from './db.ts';
 import type { IndexRows } from './indexer.ts';
+import { emptyIndexRows } from './indexer.ts';
 
 export interface VersionRow {
   resourceType: string;
@@ -63,37 +64,65 @@ export async function writeVersion(
   }
   ctes.push(`v AS (INSERT INTO resource_version (${rowColumns})
       SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM w))`);
-  if (companions.length > 0) {
-    const rows = companions.map((c) => c.row);
-    const cols = [
-      `${arr(rows.map((r) => r.resourceType))}::text[]`,
-      `${arr(rows.map((r) => r.id))}::text[]`,
-      `${arr(rows.map((r) => r.versionId))}::bigint[]`,
-      `${arr(rows.map((r) => r.lastUpdated))}::timestamptz[]`,
-      `${arr(rows.map((r) => r.deleted))}::boolean[]`,
-      `${arr(rows.map((r) => r.content))}::text[]`,
-      `${arr(rows.map((r) => r.ownerOrg))}::text[]`,
-      `${arr(rows.map((r) => r.restricted))}::boolean[]`,
-    ].join(', ');
-    ctes.push(`c AS (INSERT INTO resource (${rowColumns}) SELECT * FROM unnest(${cols}) WHERE EXISTS (SELECT 1 FROM w))`);
-    ctes.push(`cv AS (INSERT INTO resource_version (${rowColumns}) SELECT * FROM unnest(${cols}) WHERE EXISTS (SELECT 1 FROM w))`);
-  }
-  for (const [key, table, cols] of indexTables) {
+  ctes.push(...insertCtes(arr, companions, 'c', 'WHERE EXISTS (SELECT 1 FROM w)'));
+  for (const [key, table] of indexTables) {
     if (expectedVersion !== undefined) {
       ctes.push(`d_${key} AS (DELETE FROM ${table} WHERE resource_type = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w))`);
     }
-    const owners: Array<[string, string, unknown[][]]> = [[row.resourceType, row.id, (index?.[key] ?? []) as unknown[][]]];
-    for (const c of companions) owners.push([c.row.resourceType, c.row.id, c.index[key] as unknown[][]]);
-    const all = owners.flatMap(([type, id, rows]) => rows.map((r) => [type, id, ...r]));
+  }
+  ctes.push(...indexCtes(arr, [{ row, index: index ?? emptyIndexRows() }, ...companions], 'WHERE EXISTS (SELECT 1 FROM w)'));
+  const sql = `WITH ${ctes.join(',\n')} SELECT count(*)::int AS n FROM w`;
+  const r = await db.query<{ n: number }>(sql, p);
+  return Number(r.rows[0]?.n ?? 0) === 1;
+}
+
+/** CTEs inserting new resources (version 1 rows): current and version tables. */
+function insertCtes(arr: (values: unknown[]) => string, rows: CompanionRow[], name: string, condition: string): string[] {
+  if (rows.length === 0) return [];
+  const r = rows.map((c) => c.row);
+  const cols = [
+    `${arr(r.map((x) => x.resourceType))}::text[]`,
+    `${arr(r.map((x) => x.id))}::text[]`,
+    `${arr(r.map((x) => x.versionId))}::bigint[]`,
+    `${arr(r.map((x) => x.lastUpdated))}::timestamptz[]`,
+    `${arr(r.map((x) => x.deleted))}::boolean[]`,
+    `${arr(r.map((x) => x.content))}::text[]`,
+    `${arr(r.map((x) => x.ownerOrg))}::text[]`,
+    `${arr(r.map((x) => x.restricted))}::boolean[]`,
+  ].join(', ');
+  return [
+    `${name} AS (INSERT INTO resource (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`,
+    `${name}v AS (INSERT INTO resource_version (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`,
+  ];
+}
+
+/** CTEs inserting the search-index rows of several resources, one INSERT per index table. */
+function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[], condition: string): string[] {
+  const ctes: string[] = [];
+  for (const [key, table, cols] of indexTables) {
+    const all = resources.flatMap((c) => (c.index[key] as unknown[][]).map((r) => [c.row.resourceType, c.row.id, ...r]));
     if (all.length === 0) continue;
     const columns = ['resource_type', 'id', 'code', ...cols];
     const params = columns.map((_, i) => arr(all.map((r) => r[i])));
     const select = params.map((name) => `${name}::text[]`).join(', ');
     const cast = columns.map((c) => (casts[c] ? `u.${c}::${casts[c]}` : c === 'value' && numericTables.has(key) ? `u.${c}::numeric` : `u.${c}`));
     ctes.push(`i_${key} AS (INSERT INTO ${table} (${columns.join(', ')})
-      SELECT ${cast.join(', ')} FROM unnest(${select}) AS u(${columns.join(', ')}) WHERE EXISTS (SELECT 1 FROM w))`);
+      SELECT ${cast.join(', ')} FROM unnest(${select}) AS u(${columns.join(', ')}) ${condition})`);
   }
-  const sql = `WITH ${ctes.join(',\n')} SELECT count(*)::int AS n FROM w`;
-  const r = await db.query<{ n: number }>(sql, p);
-  return Number(r.rows[0]?.n ?? 0) === 1;
+  return ctes;
+}
+
+/**
+ * Inserts new resources (each version 1, ids not yet used) with their index rows in one statement.
+ * Used for append-only records written in bulk (audit events); throws on an id conflict.
+ */
+export async function insertNewResources(db: Db, rows: CompanionRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const p: unknown[] = [];
+  const arr = (values: unknown[]) => {
+    p.push(values);
+    return `$${p.length}`;
+  };
+  const ctes = [...insertCtes(arr, rows, 'n', ''), ...indexCtes(arr, rows, '')];
+  await db.query(`WITH ${ctes.join(',\n')} SELECT 1`, p);
 }

@@ -9,7 +9,7 @@ import type { Validator } from '@tic/fhir';
 import { buildCapabilityStatement, createFhirRouter, fhirErrorHandler, requestLogger, safeError } from '@tic/rest';
 import type { Interaction } from '@tic/rest';
 import type { Db, RepositoryServices } from '@tic/store';
-import { migrate, Repository } from '@tic/store';
+import { GroupInserter, migrate, Repository } from '@tic/store';
 import { createAuth, requireScope, scopeInteractionFor, SqlJtiStore } from '@tic/auth';
 import type { Auth, AuthConfig, ClientRegistration } from '@tic/auth';
 import { loadConformanceResources } from '@tic/fhir-profiles';
@@ -103,6 +103,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   await seedConformance(systemRepository(), conformance, logger);
   if (config.demoData) await loadDemoData(systemRepository(), logger);
 
+  const auditInserter = new GroupInserter(db);
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {
@@ -151,7 +152,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       capabilityStatement: () => (capability ??= buildCapabilityStatement({ baseUrl, version: VERSION, operations, date: capabilityDate, smart: { tokenUrl: `${config.publicUrl}/auth/token` } })),
       authorize,
       onAccess: async (repo, interaction, resourceType, resources, parameterNames) =>
-        auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames),
+        auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditInserter),
       contextOf: (req) => contextOf(req),
     }),
   );

@@ -6,7 +6,8 @@ import type { RequestContext, WriteInteraction } from '@tic/fhir';
 import { buildAuditEvent } from '@tic/auth';
 import type { AuditAction, RestfulInteraction } from '@tic/auth';
 import type { Db } from '@tic/store';
-import { Repository } from '@tic/store';
+import { newResourceRow, Repository } from '@tic/store';
+import type { GroupInserter } from '@tic/store';
 
 /** Owner of audit records that belong to no client organisation (e.g. refused unauthenticated calls). */
 export const OPERATOR_ORGANIZATION = 'Organization/tic-exchange-operator';
@@ -27,7 +28,7 @@ export function patientOf(resource: Resource | undefined): string | undefined {
 
 function auditRepo(db: Db, ctx: RequestContext): Repository {
   // Owned by the acting organisation, so its auditors see its own trail; written by the server.
-  return new Repository(db, ctx.organization ? { organization: ctx.organization, clientId: ctx.clientId } : { system: true }, { modules: [] });
+  return new Repository(db, auditOwner(ctx), { modules: [] });
 }
 
 /** The AuditEvent of a write, stored in the same statement as the write itself (store companions). */
@@ -45,7 +46,19 @@ export function auditEventsForWrite(ctx: RequestContext, interaction: WriteInter
   ];
 }
 
-export async function auditAccess(db: Db, ctx: RequestContext, interaction: RestfulInteraction, resourceType: string | undefined, resources: Resource[], parameterNames?: string[]): Promise<void> {
+/**
+ * The AuditEvent of a read or search, committed before the response is sent. Outside a
+ * transaction it goes through the group inserter, so concurrent reads share one INSERT.
+ */
+export async function auditAccess(
+  db: Db,
+  ctx: RequestContext,
+  interaction: RestfulInteraction,
+  resourceType: string | undefined,
+  resources: Resource[],
+  parameterNames: string[] | undefined,
+  inserter: GroupInserter,
+): Promise<void> {
   if (ctx.system) return;
   const patients = [...new Set(resources.map(patientOf).filter((p): p is string => !!p))];
   const event = buildAuditEvent({
@@ -58,7 +71,12 @@ export async function auditAccess(db: Db, ctx: RequestContext, interaction: Rest
     searchResourceType: interaction.startsWith('search') ? resourceType : undefined,
     searchParameterNames: parameterNames,
   });
-  await auditRepo(db, ctx).create<AuditEvent>(event);
+  if (db.inTransaction) await auditRepo(db, ctx).create<AuditEvent>(event);
+  else await inserter.insert([newResourceRow(auditOwner(ctx), event)]);
+}
+
+function auditOwner(ctx: RequestContext): RequestContext {
+  return ctx.organization ? { organization: ctx.organization, clientId: ctx.clientId } : { system: true };
 }
 
 export async function auditRefusal(db: Db, ctx: RequestContext | undefined, status: number, resourceType: string | undefined): Promise<void> {
