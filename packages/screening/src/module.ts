@@ -47,6 +47,9 @@ async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: Wr
   if (!q) return;
   const screening = screenResponse(runtime.config, q, resource, ctx.request);
   const stored = await upsertObservations(ctx.repo, screening.observations);
+  if (resource.id && ctx.interaction !== 'create') {
+    await retractObservations(ctx.repo, resource.id, new Set(stored.map((o) => o.identifier?.[0]?.value ?? '')));
+  }
   const key = responseKey(resource);
   if (!key) return;
   const byIdentifier = new Map<string, Observation>(stored.map((o) => [o.identifier?.[0]?.value ?? '', o]));

@@ -15,12 +15,17 @@ export async function upsertObservations(repo: ResourceRepository, observations:
   return stored;
 }
 
-/** Marks the Observations derived from a response entered-in-error (the response was). */
-export async function retractObservations(repo: ResourceRepository, responseId: string): Promise<number> {
-  const found = await repo.search<Observation>('Observation', { 'derived-from': `QuestionnaireResponse/${responseId}` });
+/**
+ * Marks the Observations derived from a response entered-in-error: all of them (the response was
+ * entered in error), or those not in `keep` (identifier values of the current extraction: an item
+ * answered before an amendment and declined or disabled after it).
+ */
+export async function retractObservations(repo: ResourceRepository, responseId: string, keep?: Set<string>): Promise<number> {
+  const found = await repo.search<Observation>('Observation', { 'derived-from': `QuestionnaireResponse/${responseId}`, _count: '1000' });
   let count = 0;
   for (const obs of found) {
     if (obs.status === 'entered-in-error') continue;
+    if (keep && keep.has(obs.identifier?.[0]?.value ?? '')) continue;
     await repo.update({ ...obs, status: 'entered-in-error' });
     count++;
   }
