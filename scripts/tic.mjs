@@ -86,7 +86,8 @@ switch (task) {
     break;
   }
   case 'bench':
-    pnpm(['exec', 'turbo', 'run', 'bench', ...process.argv.slice(3)], env);
+    // Arguments after the task go to the benchmark script, not to turbo.
+    pnpm(['exec', 'turbo', 'run', 'bench', ...(process.argv.length > 3 ? ['--', ...process.argv.slice(3)] : [])], env);
     break;
   case 'pnpm':
     pnpm(process.argv.slice(3), env);

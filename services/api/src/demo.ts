@@ -8,12 +8,17 @@ import { loadExamples } from '@tic/fhir-profiles';
 
 const DEMO = 'https://tic-exchange.org/fhir/demo';
 
-const organizations: Array<[id: string, name: string]> = [
-  ['demo-clinic', 'Harbourside Primary Care (demo)'],
-  ['demo-housing', 'Northgate Housing Trust (demo)'],
-  ['demo-peer', 'Lantern Peer Support Collective (demo)'],
-  ['tic-dev-organization', 'Development client organisation (demo)'],
+const SECTOR = 'https://tic-exchange.org/fhir/CodeSystem/sector';
+
+const organizations: Array<[id: string, name: string, sector: string]> = [
+  ['demo-clinic', 'Harbourside Primary Care (demo)', 'health'],
+  ['demo-housing', 'Northgate Housing Trust (demo)', 'housing'],
+  ['demo-peer', 'Lantern Peer Support Collective (demo)', 'peer-support'],
+  ['tic-dev-organization', 'Development client organisation (demo)', 'health'],
 ];
+
+/** Directory resources are shared reference data, readable by every organisation. */
+const directoryTypes = new Set(['Organization', 'HealthcareService', 'Location', 'Endpoint', 'PractitionerRole']);
 
 const patients: Array<[id: string, family: string, given: string, birthDate: string, gender: Patient['gender']]> = [
   ['demo-p1', 'Rivera', 'Alex', '1988-04-12', 'other'],
@@ -27,7 +32,20 @@ export const DEMO_OWNER = 'Organization/tic-dev-organization';
 export async function loadDemoData(systemRepo: Repository, logger: Logger): Promise<void> {
   // Directory entries are shared reference data (written by the server); the people and their
   // screening results belong to the development client's organisation, like any client's data.
-  const directory: Resource[] = organizations.map(([id, name]): Organization => ({ resourceType: 'Organization', id, active: true, name, identifier: [{ system: `${DEMO}/organization`, value: id }] }));
+  const examples = loadExamples();
+  const directory: Resource[] = [
+    ...organizations.map(
+      ([id, name, sector]): Organization => ({
+        resourceType: 'Organization',
+        id,
+        active: true,
+        name,
+        identifier: [{ system: `${DEMO}/organization`, value: id }],
+        type: [{ coding: [{ system: SECTOR, code: sector }] }],
+      }),
+    ),
+    ...examples.filter((r) => directoryTypes.has(r.resourceType)),
+  ];
   await loadAll(systemRepo, directory, logger);
   const owned = new Repository(systemRepo.db, { organization: DEMO_OWNER, clientId: 'demo-loader', canReadRestricted: true }, systemRepo.services);
   await loadAll(owned, [
@@ -40,7 +58,7 @@ export async function loadDemoData(systemRepo: Repository, logger: Logger): Prom
       gender,
       managingOrganization: { reference: 'Organization/demo-clinic' },
     })),
-    ...loadExamples(),
+    ...examples.filter((r) => !directoryTypes.has(r.resourceType)),
   ], logger);
 }
 
