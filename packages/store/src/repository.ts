@@ -8,7 +8,7 @@ import type { Db } from './db.ts';
 import { indexResource } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
 import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
-import { writeVersion } from './write.ts';
+import { insertNewResources, writeVersion } from './write.ts';
 import type { CompanionRow } from './write.ts';
 import { searchResources } from './search.ts';
 import type { SearchResult } from './search.ts';
@@ -139,6 +139,29 @@ export class Repository implements ResourceRepository {
     return this.storeVersion(toStore, undefined, 'create');
   }
 
+  async createMany<T extends Resource>(resources: T[]): Promise<T[]> {
+    if (resources.length === 0) return [];
+    if (resources.some((r) => this.needsTransaction(r.resourceType))) {
+      return this.transaction(async (repo) => {
+        const out: T[] = [];
+        for (const r of resources) out.push(await repo.create(r));
+        return out;
+      });
+    }
+    const lastUpdated = new Date().toISOString();
+    const stored: T[] = [];
+    const rows: CompanionRow[] = [];
+    for (const r of resources) {
+      const resource = { ...r, id: randomUUID() } as T;
+      this.services.validate?.(resource);
+      const row = newResourceRow(this.ctx, resource, lastUpdated);
+      stored.push(JSON.parse(row.row.content) as T);
+      rows.push(row, ...this.companionRows('create', stored[stored.length - 1], lastUpdated));
+    }
+    await insertNewResources(this.db, rows);
+    return stored;
+  }
+
   /** Conditional create: returns the existing match instead when the query finds exactly one. */
   async conditionalCreate<T extends Resource>(resource: T, query: string): Promise<{ resource: T; created: boolean }> {
     return this.transaction(async (repo) => {
@@ -243,7 +266,11 @@ export class Repository implements ResourceRepository {
     let resource = input;
     const deleting = interaction === 'delete';
     const hooks = this.hooksFor(resource.resourceType);
-    const hookCtx: WriteHookContext = { repo: this as ResourceRepository, request: this.ctx, interaction, previous: previous?.resource };
+    // Hooks are server code keeping the organisation's own invariants (e.g. derived resources looked
+    // up by identifier so a retry does not duplicate them): within the client's organisation they
+    // also see resources labelled R/V, which the client itself may not be allowed to read.
+    const hookRepo = isSystemContext(this.ctx) || this.ctx.canReadRestricted ? this : new Repository(this.db, { ...this.ctx, canReadRestricted: true }, this.services);
+    const hookCtx: WriteHookContext = { repo: hookRepo as ResourceRepository, request: this.ctx, interaction, previous: previous?.resource };
     if (clientIfMatch !== undefined) hookCtx.ifMatch = clientIfMatch;
     if (!deleting) {
       for (const m of hooks) {
