@@ -27,6 +27,11 @@ export type SearchQuery = Record<string, string | string[]>;
 /** The part of the repository a domain module may use. Calls inside a hook join its transaction. */
 export interface ResourceRepository {
   create<T extends Resource>(resource: T): Promise<T>;
+  /**
+   * Creates several new resources at once (one statement where no write hooks apply to their
+   * types): validated, audited and all-or-nothing like single creates.
+   */
+  createMany?<T extends Resource>(resources: T[]): Promise<T[]>;
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T>;
   /** Throws 412 when ifMatch (a version id) is given and stale. */
   update<T extends Resource>(resource: T, options?: UpdateOptions): Promise<T>;

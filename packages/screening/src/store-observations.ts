@@ -5,14 +5,29 @@ import type { ResourceRepository } from '@tic/fhir';
 import { identifierToken } from './identifiers.ts';
 
 export async function upsertObservations(repo: ResourceRepository, observations: Observation[]): Promise<Observation[]> {
-  const stored: Observation[] = [];
-  for (const obs of observations) {
-    const identifier = obs.identifier?.[0];
-    const existing = identifier ? await repo.search<Observation>('Observation', { identifier: identifierToken(identifier) }) : [];
-    if (existing[0]?.id) stored.push(await repo.update({ ...obs, id: existing[0].id }));
-    else stored.push(await repo.create(obs));
+  // One search finds every Observation already derived (an amendment); new ones are created in
+  // one statement where the repository can, the rest updated in place.
+  const tokens = observations.map((o) => o.identifier?.[0]).filter((i) => i !== undefined).map((i) => identifierToken(i).replace(/[\\,]/g, '\\$&'));
+  const existing = tokens.length > 0 ? await repo.search<Observation>('Observation', { identifier: tokens.join(','), _count: '1000' }) : [];
+  const byToken = new Map<string, Observation>();
+  for (const e of existing) for (const i of e.identifier ?? []) byToken.set(identifierToken(i), e);
+  const stored: Observation[] = new Array(observations.length);
+  const fresh: number[] = [];
+  for (let i = 0; i < observations.length; i++) {
+    const identifier = observations[i].identifier?.[0];
+    const found = identifier ? byToken.get(identifierToken(identifier)) : undefined;
+    if (found?.id) stored[i] = await repo.update({ ...observations[i], id: found.id });
+    else fresh.push(i);
   }
+  const created = repo.createMany ? await repo.createMany(fresh.map((i) => observations[i])) : await createEach(repo, fresh.map((i) => observations[i]));
+  fresh.forEach((index, k) => (stored[index] = created[k]));
   return stored;
+}
+
+async function createEach(repo: ResourceRepository, observations: Observation[]): Promise<Observation[]> {
+  const out: Observation[] = [];
+  for (const o of observations) out.push(await repo.create(o));
+  return out;
 }
 
 /**
