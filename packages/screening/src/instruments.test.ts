@@ -1,8 +1,8 @@
-import type { CodeSystem, Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { CodeSystem, Extension, Questionnaire, QuestionnaireItem, QuestionnaireResponse, StructureDefinition } from '@medplum/fhirtypes';
 import { validateResource } from '@medplum/core';
 import { createValidator, loadDefinitions } from '@tic/fhir';
 import { loadExamples } from '@tic/fhir-profiles';
-import { CALCULATED_EXPRESSION, DATA_ABSENT_REASON, LOINC, OBSERVATION_EXTRACT } from './constants.ts';
+import { BASE, CALCULATED_EXPRESSION, DATA_ABSENT_REASON, LOINC, OBSERVATION_EXTRACT } from './constants.ts';
 import { indexInstruments, screeningConformanceResources } from './instruments.ts';
 import { weightedOptions } from './items.ts';
 import { responseIssues } from './validate-response.ts';
@@ -27,6 +27,7 @@ const VERIFIED_LOINC = new Set([
 const resources = screeningConformanceResources();
 const questionnaires = resources.filter((r): r is Questionnaire => r.resourceType === 'Questionnaire');
 const codeSystems = resources.filter((r): r is CodeSystem => r.resourceType === 'CodeSystem');
+const extensions = resources.filter((r): r is StructureDefinition => r.resourceType === 'StructureDefinition');
 
 function allItems(items: QuestionnaireItem[] | undefined): QuestionnaireItem[] {
   return (items ?? []).flatMap((i) => [i, ...allItems(i.item)]);
@@ -43,12 +44,38 @@ function loincCodes(value: unknown, out: string[] = []): string[] {
 }
 
 describe('screening conformance resources', () => {
-  it('hosts the six instruments and three code systems', () => {
+  it('hosts the six instruments, three code systems and the definitions of its three extensions', () => {
     expect(questionnaires.map((q) => q.id).sort()).toEqual(['ace', 'gad-7', 'pc-ptsd-5', 'pcl-5', 'phq-9', 'qpr-15']);
     expect(codeSystems.map((c) => c.id).sort()).toEqual(['screening-answers', 'screening-codes', 'screening-severity']);
+    expect(extensions.map((e) => e.id).sort()).toEqual(['screening-band', 'screening-cluster', 'screening-cutoff']);
   });
 
-  const validator = createValidator({ terminology: codeSystems });
+  // Every project extension a Questionnaire uses has a definition, and each use of it has the
+  // sub-extensions that definition lists ("`name` (valueType, min..max)"), with their value types
+  // and counts. (The definitions are differentials without slices: the project's snapshot
+  // generator does not do slices, so the sub-extensions are documented, and checked here.)
+  it.each(questionnaires.map((q) => [q.id, q] as const))('%s uses project extensions as their StructureDefinitions define them', (_, q) => {
+    const uses = allItems(q.item).flatMap((i) => (i.extension ?? []).filter((e) => e.url.startsWith(`${BASE}/`)));
+    for (const ext of uses) {
+      const sd = extensions.find((e) => e.url === ext.url);
+      expect(sd).toBeDefined();
+      const subs = [...(sd!.description ?? '').matchAll(/`(\w+)` \((value\w+), (\d)\.\.(\d|\*)\)/g)].map((m) => ({ name: m[1], type: m[2], min: Number(m[3]), max: m[4] }));
+      expect(subs.length).toBeGreaterThan(0);
+      const given: Extension[] = ext.extension ?? [];
+      expect(Object.keys(ext).filter((k) => k.startsWith('value'))).toEqual([]);
+      for (const x of given) expect(subs.map((d) => d.name)).toContain(x.url);
+      for (const d of subs) {
+        const mine = given.filter((x) => x.url === d.name);
+        expect(mine.length).toBeGreaterThanOrEqual(d.min);
+        if (d.max !== '*') expect(mine.length).toBeLessThanOrEqual(Number(d.max));
+        for (const x of mine) expect(Object.keys(x).filter((k) => k.startsWith('value'))).toEqual([d.type]);
+      }
+      const minSubs = sd!.differential?.element?.find((e) => e.id === 'Extension.extension')?.min ?? 0;
+      expect(given.length).toBeGreaterThanOrEqual(minSubs);
+    }
+  });
+
+  const validator = createValidator({ terminology: codeSystems, profiles: extensions });
   beforeAll(() => loadDefinitions());
 
   it.each(resources.map((r) => [`${r.resourceType}/${r.id}`, r] as const))('%s is structurally valid R4', (_, r) => {

@@ -1,6 +1,6 @@
 // The screening instruments this module hosts: the Questionnaires (tagged screening-instrument) and
 // the screening-* CodeSystems in fhir-profiles/, and how a response's canonical finds its Questionnaire.
-import type { CodeSystem, Questionnaire, Resource } from '@medplum/fhirtypes';
+import type { CodeSystem, Questionnaire, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import type { ResourceRepository } from '@tic/fhir';
 import { loadConformanceResources } from '@tic/fhir-profiles';
 import { BASE, SCREENING_CODES } from './constants.ts';
@@ -13,9 +13,16 @@ function isScreeningCodeSystem(r: Resource): r is CodeSystem {
   return r.resourceType === 'CodeSystem' && (r.url ?? '').startsWith(`${BASE}/CodeSystem/screening-`);
 }
 
-/** Questionnaires and CodeSystems this module seeds, read from fhir-profiles/. */
-export function screeningConformanceResources(): (Questionnaire | CodeSystem)[] {
-  return loadConformanceResources().filter((r): r is Questionnaire | CodeSystem => isScreeningInstrument(r) || isScreeningCodeSystem(r));
+/** The definitions of the project extensions the instruments use (screening-cutoff, -band, -cluster). */
+function isScreeningExtension(r: Resource): r is StructureDefinition {
+  return r.resourceType === 'StructureDefinition' && r.type === 'Extension' && (r.url ?? '').startsWith(`${BASE}/StructureDefinition/screening-`);
+}
+
+export type ScreeningConformanceResource = Questionnaire | CodeSystem | StructureDefinition;
+
+/** Questionnaires, CodeSystems and extension definitions this module seeds, read from fhir-profiles/. */
+export function screeningConformanceResources(): ScreeningConformanceResource[] {
+  return loadConformanceResources().filter((r): r is ScreeningConformanceResource => isScreeningInstrument(r) || isScreeningCodeSystem(r) || isScreeningExtension(r));
 }
 
 export function splitCanonical(canonical: string): { url: string; version?: string } {

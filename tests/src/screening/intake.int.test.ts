@@ -100,6 +100,11 @@ describe('instruments are seeded once and searchable', () => {
     }
     const cs = await ok<Bundle>(await s.get(`CodeSystem?url=${encodeURIComponent(SCREENING_CODES)}`));
     expect(ids(cs)).toHaveLength(1);
+    // The project extensions the Questionnaires use are defined (and seeded once too).
+    for (const ext of ['screening-cutoff', 'screening-band', 'screening-cluster']) {
+      const sd = await ok<Bundle>(await s.get(`StructureDefinition?url=${encodeURIComponent(`${BASE}/StructureDefinition/${ext}`)}`));
+      expect(ids(sd)).toHaveLength(1);
+    }
   });
 });
 

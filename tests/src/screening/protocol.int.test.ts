@@ -16,7 +16,6 @@ import { countData, expectOutcome, fhir, ids, unique } from '../helpers.ts';
 import type { InstrumentId, Spec } from './screening.ts';
 import { NO, YES, codeOf, component, fetchQuestionnaires, hasLabels, interpretationOf, observationsOf, ok, response, scoreOf, weights } from './screening.ts';
 
-const SID = 'https://tic-exchange.org/fhir/sid';
 const config = {
   defaults: { protocols: [{ questionnaire: '*', on: ['positive'], task: { dueWithinHours: 72 } }] },
   organisations: {
@@ -184,11 +183,19 @@ describe('positive-screen protocol', () => {
     expect(stored.observations.every((o) => o.derivedFrom?.[0].reference === `QuestionnaireResponse/${second.id}`)).toBe(true);
     expect(stored.tasks).toHaveLength(1);
     expect(stored.conditions).toHaveLength(1);
-    // With If-None-Exist the retry stores nothing at all.
+  });
+
+  it('a conditional create (If-None-Exist on the identifier) retried stores nothing the second time', async () => {
+    const subject = await newPatient(s);
+    const qr = response(qs['pc-ptsd-5'], FOUR_OF_FIVE, { subject: { reference: subject }, identifier: { system: 'https://ehr.example.org/screening', value: unique() } });
+    const ifNoneExist = { 'If-None-Exist': `identifier=${qr.identifier!.system}|${qr.identifier!.value}` };
+    const first = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', qr, ifNoneExist), 201);
     const before = await countData(t);
-    const third = await s.post('QuestionnaireResponse', qr, { 'If-None-Exist': `identifier=${qr.identifier!.system}|${qr.identifier!.value}` });
-    expect([200, 412]).toContain(third.status);
-    expect((await countData(t)).resources).toBe(before.resources + (third.status === 200 ? 0 : 0));
+    const retry = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', qr, ifNoneExist), 200);
+    expect(retry.id).toBe(first.id);
+    expect(await countData(t)).toEqual(before);
+    const stored = await storedFor(subject);
+    expect([stored.responses.length, stored.observations.length, stored.tasks.length, stored.conditions.length]).toEqual([1, 7, 1, 1]);
   });
 
   it('the same for a client without the `sensitive` flag (org-a): its hooks still find what it stored', async () => {
