@@ -46,6 +46,12 @@ export interface ResourceRepository {
   share?(resourceType: string, id: string, org: string, reason: string, expires?: Date): Promise<void>;
   /** Removes every share made for `reason`. */
   unshare?(reason: string): Promise<void>;
+  /**
+   * Waits for, then holds until the write's transaction ends, a lock named `key` (PostgreSQL
+   * advisory lock): hooks that look a derived resource up before creating it serialise on it, so
+   * concurrent writes (a retried POST racing the first) do not both create it. No-op on PGlite.
+   */
+  lock?(key: string): Promise<void>;
   /** Enqueue a durable background job in the same transaction (see @tic/jobs). */
   enqueueJob?(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void>;
 }

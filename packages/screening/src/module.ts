@@ -46,12 +46,15 @@ async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: Wr
   const q = await questionnaireOf(runtime, resource, ctx.repo);
   if (!q) return;
   const screening = screenResponse(runtime.config, q, resource, ctx.request);
+  const key = responseKey(resource);
+  if (!key) return;
+  // Concurrent writes of the same response (a retried POST racing the first) take turns here, so
+  // the second finds the Observations and protocol resources of the first instead of repeating them.
+  await ctx.repo.lock?.(`screening:${screening.organization ?? ''}:${key}`);
   const stored = await upsertObservations(ctx.repo, screening.observations);
   if (resource.id && ctx.interaction !== 'create') {
     await retractObservations(ctx.repo, resource.id, new Set(stored.map((o) => o.identifier?.[0]?.value ?? '')));
   }
-  const key = responseKey(resource);
-  if (!key) return;
   const byIdentifier = new Map<string, Observation>(stored.map((o) => [o.identifier?.[0]?.value ?? '', o]));
   const results = screening.scores.flatMap((result) => {
     const observation = byIdentifier.get(derivedIdentifier(OBSERVATION_IDENTIFIER_SYSTEM, key, result.linkId).value ?? '');

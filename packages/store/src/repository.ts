@@ -249,7 +249,8 @@ export class Repository implements ResourceRepository {
     return r.rows.length > 0;
   }
 
-  private async lock(key: string): Promise<void> {
+  /** A transaction-scoped advisory lock (see ResourceRepository.lock). */
+  async lock(key: string): Promise<void> {
     if (this.db.dialect === 'postgres') await this.db.query('SELECT pg_advisory_xact_lock(hashtext($1))', [key]);
   }
 

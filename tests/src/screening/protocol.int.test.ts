@@ -282,3 +282,14 @@ describe('all or nothing', () => {
     expectOutcome(res, res.status);
   });
 });
+
+describe('concurrent retries', () => {
+  it('two POSTs of the same response at once still give one set of Observations and one Task', async () => {
+    const subject = await newPatient(s);
+    const qr = response(qs['pc-ptsd-5'], FOUR_OF_FIVE, { subject: { reference: subject }, identifier: { system: 'https://ehr.example.org/screening', value: unique() } });
+    const results = await Promise.all([s.post('QuestionnaireResponse', qr), s.post('QuestionnaireResponse', qr), s.post('QuestionnaireResponse', qr)]);
+    expect(results.map((r) => r.status)).toEqual([201, 201, 201]);
+    const stored = await storedFor(subject);
+    expect([stored.responses.length, stored.observations.length, stored.tasks.length, stored.conditions.length]).toEqual([3, 7, 1, 1]);
+  });
+});
