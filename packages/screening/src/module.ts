@@ -11,8 +11,8 @@ import { indexInstruments, isScreeningInstrument, screeningConformanceResources 
 import { SECURITY_LABELS } from './observations.ts';
 import { extractOperation } from './operations/extract.ts';
 import { lastnOperation } from './operations/lastn.ts';
-import { runProtocol } from './protocol.ts';
-import { screenResponse } from './screen-response.ts';
+import { runProtocol, withdrawProtocol } from './protocol.ts';
+import { organisationOf, screenResponse } from './screen-response.ts';
 import { retractObservations, upsertObservations } from './store-observations.ts';
 import { validateQuestionnaireResponse } from './validate-response.ts';
 import type { ScreeningRuntime } from './runtime.ts';
@@ -39,7 +39,11 @@ async function beforeWrite(runtime: ScreeningRuntime, resource: Resource, ctx: W
 async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: WriteHookContext): Promise<void> {
   if (resource.resourceType !== 'QuestionnaireResponse' || ctx.interaction === 'delete') return;
   if (resource.status === 'entered-in-error') {
+    const key = responseKey(resource);
+    if (key) await ctx.repo.lock?.(`screening:${organisationOf(resource, ctx.request) ?? ''}:${key}`);
     if (resource.id) await retractObservations(ctx.repo, resource.id);
+    const q = await questionnaireOf(runtime, resource, ctx.repo);
+    if (q) await withdrawProtocol(ctx.repo, q, resource);
     return;
   }
   if (!isFinished(resource)) return;

@@ -17,6 +17,7 @@ import {
 import { derivedIdentifier, identifierToken, responseKey } from './identifiers.ts';
 import { SECURITY_LABELS } from './observations.ts';
 import type { ScoreResult } from './score-response.ts';
+import { scoreItems } from './score-response.ts';
 
 export interface ProtocolContext {
   q: Questionnaire;
@@ -110,4 +111,36 @@ export async function runProtocol(
     }
   }
   return created;
+}
+
+/** Task statuses in which nobody has started on the follow-up yet. */
+const NOT_STARTED = new Set<Task['status']>(['draft', 'requested', 'received', 'accepted', 'ready']);
+
+/**
+ * The response was entered in error: its follow-up Tasks that nobody has started are cancelled and
+ * its health-concern Conditions marked entered-in-error (a Task already in progress is left to the
+ * people working on it). Returns what it changed.
+ */
+export async function withdrawProtocol(repo: ResourceRepository, q: Questionnaire, qr: QuestionnaireResponse): Promise<Resource[]> {
+  const key = responseKey(qr);
+  if (!key) return [];
+  const changed: Resource[] = [];
+  for (const item of scoreItems(q)) {
+    const taskId = derivedIdentifier(TASK_IDENTIFIER_SYSTEM, key, item.linkId);
+    for (const task of await repo.search<Task>('Task', { identifier: identifierToken(taskId) })) {
+      if (!NOT_STARTED.has(task.status)) continue;
+      changed.push(await repo.update<Task>({ ...task, status: 'cancelled', statusReason: { text: 'The screening response was entered in error' } }));
+    }
+    const conditionId = derivedIdentifier(CONDITION_IDENTIFIER_SYSTEM, key, item.linkId);
+    for (const condition of await repo.search<Condition>('Condition', { identifier: identifierToken(conditionId) })) {
+      if (condition.verificationStatus?.coding?.some((c) => c.code === 'entered-in-error')) continue;
+      // con-5: no clinicalStatus on a Condition entered in error.
+      const { clinicalStatus: _clinical, ...rest } = condition;
+      void _clinical;
+      changed.push(
+        await repo.update<Condition>({ ...rest, verificationStatus: { coding: [{ system: CONDITION_VERIFICATION, code: 'entered-in-error', display: 'Entered in Error' }] } }),
+      );
+    }
+  }
+  return changed;
 }

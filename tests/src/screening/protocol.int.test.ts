@@ -262,6 +262,22 @@ describe('positive-screen protocol', () => {
   });
 });
 
+describe('a response entered in error', () => {
+  it('retracts its Observations, cancels the unstarted follow-up Task and withdraws the health concern', async () => {
+    const subject = await newPatient(s);
+    const qr = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', response(qs['pc-ptsd-5'], FOUR_OF_FIVE, { subject: { reference: subject } })), 201);
+    expect((await storedFor(subject)).tasks.map((x) => x.status)).toEqual(['requested']);
+    await ok(await s.put(`QuestionnaireResponse/${qr.id}`, { ...qr, status: 'entered-in-error' }));
+    const stored = await storedFor(subject);
+    expect(stored.observations).toHaveLength(7);
+    expect(stored.observations.every((o) => o.status === 'entered-in-error')).toBe(true);
+    expect(stored.tasks.map((x) => x.status)).toEqual(['cancelled']);
+    expect(stored.conditions.map((c) => [c.verificationStatus?.coding?.[0].code, c.clinicalStatus])).toEqual([['entered-in-error', undefined]]);
+    // Nothing new was started.
+    expect(stored.tasks).toHaveLength(1);
+  });
+});
+
 describe('all or nothing', () => {
   it('a transaction whose other entry fails stores neither the response nor its Observations nor the Task', async () => {
     const subject = await newPatient(s);
