@@ -87,6 +87,49 @@ END $$;
 SET max_parallel_workers_per_gather = 0;
 `,
   },
+  {
+    version: 3,
+    name: 'search: last_updated in the index tables, ordered and covering search indexes',
+    // A search sorted by _lastUpdated (the default order) is driven from the index rows of its most
+    // selective parameter, walked in last_updated order, instead of from every resource of the type
+    // or from every match (docs/search-plans.md). Index rows are rewritten with every version, so
+    // the copy of last_updated is always the resource's. Each replaced index serves the same
+    // lookups as before (same leading columns); the number of indexes per table is unchanged
+    // except sp_date, which gains the ordered walk for open date ranges.
+    sql: `
+${['sp_token', 'sp_string', 'sp_reference', 'sp_date', 'sp_number', 'sp_quantity', 'sp_uri']
+  .map(
+    (t) => `ALTER TABLE ${t} ADD COLUMN last_updated timestamptz;
+UPDATE ${t} x SET last_updated = r.last_updated FROM resource r WHERE r.resource_type = x.resource_type AND r.id = x.id;
+DELETE FROM ${t} WHERE last_updated IS NULL;
+ALTER TABLE ${t} ALTER COLUMN last_updated SET NOT NULL;`,
+  )
+  .join('\n')}
+DROP INDEX sp_token_search_0_idx;
+CREATE INDEX sp_token_value_updated_idx ON sp_token (resource_type, code, value, last_updated, id) INCLUDE (system);
+DROP INDEX sp_token_resource_idx;
+CREATE INDEX sp_token_resource_code_idx ON sp_token (resource_type, id, code) INCLUDE (value, system);
+DROP INDEX sp_reference_resource_idx;
+CREATE INDEX sp_reference_resource_code_idx ON sp_reference (resource_type, id, code) INCLUDE (target_type, target_id);
+DROP INDEX sp_reference_search_0_idx;
+CREATE INDEX sp_reference_target_updated_idx ON sp_reference (resource_type, code, target_id, target_type, last_updated, id);
+DROP INDEX sp_string_search_0_idx;
+CREATE INDEX sp_string_norm_idx ON sp_string (resource_type, code, norm text_pattern_ops) INCLUDE (last_updated, id);
+DROP INDEX sp_date_resource_idx;
+CREATE INDEX sp_date_resource_code_idx ON sp_date (resource_type, id, code) INCLUDE (low, high);
+DROP INDEX sp_date_search_0_idx;
+DROP INDEX sp_date_search_1_idx;
+CREATE INDEX sp_date_low_idx ON sp_date (resource_type, code, low) INCLUDE (high, last_updated, id);
+CREATE INDEX sp_date_high_idx ON sp_date (resource_type, code, high) INCLUDE (low, last_updated, id);
+CREATE INDEX sp_date_updated_idx ON sp_date (resource_type, code, last_updated, id) INCLUDE (low, high);
+DROP INDEX sp_number_search_0_idx;
+CREATE INDEX sp_number_value_idx ON sp_number (resource_type, code, value) INCLUDE (last_updated, id);
+DROP INDEX sp_quantity_search_0_idx;
+CREATE INDEX sp_quantity_value_idx ON sp_quantity (resource_type, code, value) INCLUDE (system, unit, last_updated, id);
+DROP INDEX sp_uri_search_0_idx;
+CREATE INDEX sp_uri_value_idx ON sp_uri (resource_type, code, value text_pattern_ops) INCLUDE (last_updated, id);
+`,
+  },
 ];
 
 export async function migrate(db: Db): Promise<number[]> {

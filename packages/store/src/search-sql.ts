@@ -29,6 +29,12 @@ export interface SqlContext {
   rules: VisibilityRule[];
   baseUrl?: string;
   now?: number;
+  /**
+   * Alias whose `id` (and `last_updated`) the filters test: `r` (the resource row, default) or the
+   * driving index row `d`, so a search's filters are probed from index rows before its resource
+   * row is read. Visibility is always over `r`.
+   */
+  alias?: string;
 }
 
 export const tableForType: Record<string, string> = {
@@ -51,7 +57,7 @@ export function visibilitySql(c: SqlContext): string {
 
 /** EXISTS over an index table for the current resource `r` of type `type`. */
 function indexExists(c: SqlContext, table: string, type: string, code: string, cond: string): string {
-  return `EXISTS (SELECT 1 FROM ${table} x WHERE x.resource_type = ${c.sql.p(type)} AND x.id = r.id AND x.code = ${c.sql.p(code)}${cond ? ` AND ${cond}` : ''})`;
+  return `EXISTS (SELECT 1 FROM ${table} x WHERE x.resource_type = ${c.sql.p(type)} AND x.id = ${c.alias ?? 'r'}.id AND x.code = ${c.sql.p(code)}${cond ? ` AND ${cond}` : ''})`;
 }
 
 function or(parts: string[]): string {
@@ -154,44 +160,136 @@ function uriCondition(c: SqlContext, modifier: string | undefined, value: string
   return `x.value = ${sql.p(value)}`;
 }
 
+/** One index lookup: rows of `table` with this code satisfying `cond` (over alias `x`). */
+interface IndexPart {
+  table: string;
+  code: string;
+  cond: string;
+}
+
+/**
+ * The index lookups of a positive parameter filter (its values OR-ed), or undefined for the
+ * negative and :missing forms. Binds parameters: call only for SQL that will be used.
+ */
+function indexParts(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): IndexPart[] | undefined {
+  const { code, sp, modifier } = f;
+  const each = (table: string, cond: (v: string) => string) => f.values.map((v) => ({ table, code, cond: cond(v) }));
+  switch (sp.type) {
+    case 'token':
+      if (modifier === 'not') return undefined;
+      return f.values.map((v) => {
+        const t = tokenCondition(c, code, modifier, v);
+        return { table: 'sp_token', code: t.code, cond: t.cond };
+      });
+    case 'string':
+      return each('sp_string', (v) => stringCondition(c, modifier, v));
+    case 'reference':
+      if (modifier === 'identifier') return f.values.map((v) => ({ table: 'sp_token', code: `${code}:identifier`, cond: tokenCondition(c, code, undefined, v).cond }));
+      return each('sp_reference', (v) => referenceCondition(c, modifier, v));
+    case 'date':
+      return each('sp_date', (v) => dateCondition(c, v));
+    case 'number':
+      return each('sp_number', (v) => {
+        const [prefix, n] = splitPrefix(v);
+        return numberCondition(c, prefix, n);
+      });
+    case 'quantity':
+      return each('sp_quantity', (v) => quantityCondition(c, v));
+    case 'uri':
+      return each('sp_uri', (v) => uriCondition(c, modifier, v));
+    default:
+      return undefined;
+  }
+}
+
 function paramPredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): string {
   const { type, code, sp, modifier } = f;
-  switch (sp.type) {
-    case 'token': {
-      if (modifier === 'not') {
-        // :not matches resources with no matching value, including those with no value at all.
-        return f.values.map((v) => `NOT ${indexExists(c, 'sp_token', type, code, tokenCondition(c, code, undefined, v).cond)}`).join(' AND ');
-      }
-      return or(
-        f.values.map((v) => {
-          const t = tokenCondition(c, code, modifier, v);
-          return indexExists(c, 'sp_token', type, t.code, t.cond);
-        }),
-      );
-    }
-    case 'string':
-      return or(f.values.map((v) => indexExists(c, 'sp_string', type, code, stringCondition(c, modifier, v))));
-    case 'reference':
-      if (modifier === 'identifier') {
-        return or(f.values.map((v) => indexExists(c, 'sp_token', type, `${code}:identifier`, tokenCondition(c, code, undefined, v).cond)));
-      }
-      return or(f.values.map((v) => indexExists(c, 'sp_reference', type, code, referenceCondition(c, modifier, v))));
-    case 'date':
-      return or(f.values.map((v) => indexExists(c, 'sp_date', type, code, dateCondition(c, v))));
-    case 'number':
-      return or(
-        f.values.map((v) => {
-          const [prefix, n] = splitPrefix(v);
-          return indexExists(c, 'sp_number', type, code, numberCondition(c, prefix, n));
-        }),
-      );
-    case 'quantity':
-      return or(f.values.map((v) => indexExists(c, 'sp_quantity', type, code, quantityCondition(c, v))));
-    case 'uri':
-      return or(f.values.map((v) => indexExists(c, 'sp_uri', type, code, uriCondition(c, modifier, v))));
-    default:
-      return 'false';
+  if (sp.type === 'token' && modifier === 'not') {
+    // :not matches resources with no matching value, including those with no value at all.
+    return f.values.map((v) => `NOT ${indexExists(c, 'sp_token', type, code, tokenCondition(c, code, undefined, v).cond)}`).join(' AND ');
   }
+  const parts = indexParts(c, f);
+  if (!parts) return 'false';
+  return or(parts.map((p) => indexExists(c, p.table, type, p.code, p.cond)));
+}
+
+const openPrefixes = new Set(['gt', 'lt', 'ge', 'le', 'sa', 'eb', 'ne']);
+
+/**
+ * How well a filter bounds the index rows it matches, for choosing the driving filter of a search
+ * sorted by _lastUpdated (lower is narrower; undefined: it cannot drive). A static ranking: the
+ * planner's statistics cannot see correlations such as "this organisation's Tasks", and a wrong
+ * choice only costs a longer ordered walk, never a wrong answer.
+ */
+export function driverRank(f: Filter): number | undefined {
+  if (f.kind !== 'param') return undefined;
+  const { sp, modifier, code } = f;
+  switch (sp.type) {
+    case 'token':
+      if (modifier === 'not' || modifier === 'text') return undefined;
+      if (modifier === 'of-type' || code === 'identifier' || code.endsWith('-identifier')) return 0;
+      return f.values.some((v) => splitToken(v).code === undefined || splitToken(v).code === '') ? 6 : 3;
+    case 'reference':
+      return modifier === 'identifier' ? 0 : 1;
+    case 'string':
+      if (modifier === 'contains') return undefined;
+      return modifier === 'exact' ? 2 : 4;
+    case 'uri':
+      return modifier ? 4 : 2;
+    case 'date':
+    case 'number':
+    case 'quantity':
+      return f.values.some((v) => openPrefixes.has(splitPrefix(v)[0])) ? 7 : 5;
+    default:
+      return undefined;
+  }
+}
+
+/** The filter a search sorted by _lastUpdated is driven from, or -1 (none fits). */
+export function pickDriver(filters: Filter[]): number {
+  if (filters.some((f) => f.kind === 'id' && !f.not && f.values.length > 0)) return -1; // primary key lookups win
+  let best = -1;
+  let bestRank = Infinity;
+  filters.forEach((f, i) => {
+    const r = driverRank(f);
+    if (r !== undefined && r < bestRank) {
+      best = i;
+      bestRank = r;
+    }
+  });
+  return best;
+}
+
+/**
+ * The distinct (last_updated, id) of the resources of `type` matching filter `f`, from its index
+ * rows in last_updated order: `extra` conditions over x.last_updated / x.id (keyset, _lastUpdated)
+ * narrow the walk. With an equality on the leading index columns this is a backward or forward
+ * index-only scan that stops once the page is full.
+ */
+export function driverSql(c: SqlContext, type: string, f: Filter, extra: (x: string) => string[], desc: boolean): string {
+  if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
+  const parts = indexParts(c, f)!;
+  const conds = [`x.resource_type = ${c.sql.p(type)}`];
+  if (parts.every((p) => p.code === parts[0].code)) {
+    conds.push(`x.code = ${c.sql.p(parts[0].code)}`);
+    const alts = parts.map((p) => p.cond).filter(Boolean);
+    if (alts.length === parts.length) conds.push(or(alts.map((a) => (alts.length > 1 ? `(${a})` : a))));
+  } else {
+    conds.push(or(parts.map((p) => `(x.code = ${c.sql.p(p.code)}${p.cond ? ` AND ${p.cond}` : ''})`)));
+  }
+  conds.push(...extra('x'));
+  const dir = desc ? 'DESC' : 'ASC';
+  return `SELECT DISTINCT x.last_updated, x.id FROM ${parts[0].table} x WHERE ${conds.join(' AND ')} ORDER BY x.last_updated ${dir}, x.id ${dir}`;
+}
+
+/** A _lastUpdated filter over a last_updated column (the resource's, or an index row's copy). */
+export function lastUpdatedSql(c: SqlContext, f: Extract<Filter, { kind: 'lastUpdated' }>, column: string): string {
+  return or(
+    f.values.map((v) => {
+      const [prefix, d] = splitPrefix(v);
+      return bindBounds(c, pointCondition(prefix, column, 'PL', 'PH'), searchDateRange(prefix, d, c.now)!);
+    }),
+  );
 }
 
 /** The SQL predicate of one filter over resource alias `r`. */
@@ -199,14 +297,9 @@ export function filterSql(c: SqlContext, f: Filter): string {
   switch (f.kind) {
     case 'id':
       if (f.values.length === 0) return f.not ? 'false' : 'true';
-      return `${f.not ? 'NOT ' : ''}r.id = ANY(${c.sql.p(f.values)}::text[])`;
+      return `${f.not ? 'NOT ' : ''}${c.alias ?? 'r'}.id = ANY(${c.sql.p(f.values)}::text[])`;
     case 'lastUpdated':
-      return or(
-        f.values.map((v) => {
-          const [prefix, d] = splitPrefix(v);
-          return bindBounds(c, pointCondition(prefix, 'r.last_updated', 'PL', 'PH'), searchDateRange(prefix, d, c.now)!);
-        }),
-      );
+      return lastUpdatedSql(c, f, `${c.alias ?? 'r'}.last_updated`);
     case 'param':
       return paramPredicate(c, f);
     case 'missing': {
@@ -218,14 +311,14 @@ export function filterSql(c: SqlContext, f: Filter): string {
       return or(
         f.targets.map(
           (t) =>
-            `EXISTS (SELECT 1 FROM sp_reference x WHERE x.resource_type = ${c.sql.p(f.type)} AND x.id = r.id AND x.code = ${c.sql.p(f.code)} AND x.target_type = ${c.sql.p(t.type)}` +
-            ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(t.type)} AND r.id = x.target_id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql(c, t.filter)}))`,
+            `EXISTS (SELECT 1 FROM sp_reference x WHERE x.resource_type = ${c.sql.p(f.type)} AND x.id = ${c.alias ?? 'r'}.id AND x.code = ${c.sql.p(f.code)} AND x.target_type = ${c.sql.p(t.type)}` +
+            ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(t.type)} AND r.id = x.target_id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql({ ...c, alias: 'r' }, t.filter)}))`,
         ),
       );
     case 'has':
       return (
-        `EXISTS (SELECT 1 FROM sp_reference h WHERE h.target_type = ${c.sql.p(f.type)} AND h.target_id = r.id AND h.code = ${c.sql.p(f.code)} AND h.resource_type = ${c.sql.p(f.sourceType)}` +
-        ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(f.sourceType)} AND r.id = h.id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql(c, f.filter)}))`
+        `EXISTS (SELECT 1 FROM sp_reference h WHERE h.target_type = ${c.sql.p(f.type)} AND h.target_id = ${c.alias ?? 'r'}.id AND h.code = ${c.sql.p(f.code)} AND h.resource_type = ${c.sql.p(f.sourceType)}` +
+        ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(f.sourceType)} AND r.id = h.id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql({ ...c, alias: 'r' }, f.filter)}))`
       );
     default: {
       const never: never = f;

@@ -8,13 +8,13 @@ import type { RequestContext } from '@tic/fhir';
 import { badRequest } from '@tic/fhir';
 import type { VisibilityRule } from './access.ts';
 import type { Db } from './db.ts';
-import type { Cursor } from './search-cursor.ts';
+import type { Cursor, OrderPlan } from './search-cursor.ts';
 import { decodeCursor, encodeCursor, keysetSql, orderBySql, orderPlan } from './search-cursor.ts';
 import { loadIncludes, MAX_INCLUDED } from './search-include.ts';
 import type { ParsedQuery, SummaryMode } from './search-query.ts';
 import { parseQuery } from './search-query.ts';
 import type { SqlContext } from './search-sql.ts';
-import { filterSql, Sql, visibilitySql } from './search-sql.ts';
+import { driverSql, filterSql, lastUpdatedSql, pickDriver, Sql, visibilitySql } from './search-sql.ts';
 
 export { DEFAULT_COUNT, MAX_COUNT } from './search-query.ts';
 export { applyElements, summarize, SUBSETTED } from './search-elements.ts';
@@ -69,9 +69,9 @@ export async function searchResources(
   const q = parseQuery(type, query, options.strict ?? false);
   const base = { ctx, rules, baseUrl: ctx.baseUrl, now: options.now };
 
-  const where = (sql: Sql): string => {
+  const where = (sql: Sql, skip = -1, alias = 'r'): string => {
     const c: SqlContext = { ...base, sql };
-    const parts = [`r.resource_type = ${sql.p(type)}`, 'NOT r.deleted', ...q.filters.map((f) => filterSql(c, f))];
+    const parts = [`r.resource_type = ${sql.p(type)}`, 'NOT r.deleted', ...q.filters.filter((_, i) => i !== skip).map((f) => filterSql({ ...c, alias }, f))];
     const vis = visibilitySql(c);
     if (vis !== 'true') parts.push(vis);
     return parts.join(' AND ');
@@ -106,13 +106,34 @@ export async function searchResources(
     }
   }
   const reverse = cursor?.direction === 'p';
-  const conds = [where(sql)];
-  if (cursor) conds.push(keysetSql(sql, plan, cursor.values, reverse));
   const keyCols = plan.keys.map((k, i) => `(${k.expr})::text AS k${i}`).join(', ');
-  const text =
-    `SELECT r.content, ${keyCols} FROM resource r ${plan.joins.join(' ')} WHERE ${conds.join(' AND ')}` +
-    ` ORDER BY ${orderBySql(plan, reverse)} LIMIT ${sql.p(q.count + 1)}` +
-    (cursor || result.offset === 0 ? '' : ` OFFSET ${sql.p(result.offset)}`);
+  const page = ` LIMIT ${sql.p(q.count + 1)}` + (cursor || result.offset === 0 ? '' : ` OFFSET ${sql.p(result.offset)}`);
+  // Sorted by _lastUpdated (the default): drive the search from the index rows of its narrowest
+  // filter in last_updated order (search-plans.md), the cursor and _lastUpdated bounds applied
+  // to that walk; the resource row is read only for candidates, with every other filter and the
+  // visibility rule checked on it as before.
+  const driver = plan.signature === '_lastUpdated' || plan.signature === '-_lastUpdated' ? pickDriver(q.filters) : -1;
+  let text: string;
+  if (driver >= 0) {
+    const c: SqlContext = { ...base, sql };
+    const desc = plan.keys[0].desc !== reverse;
+    const on = (alias: string): OrderPlan => ({ ...plan, keys: plan.keys.map((k) => ({ ...k, expr: k.expr.replace(/^r\./, `${alias}.`) })) });
+    const extra = (x: string) => [
+      ...(cursor ? [keysetSql(sql, on(x), cursor.values, reverse)] : []),
+      ...q.filters.flatMap((f) => (f.kind === 'lastUpdated' ? [lastUpdatedSql(c, f, `${x}.last_updated`)] : [])),
+    ];
+    const d = driverSql(c, type, q.filters[driver], extra, desc);
+    // LATERAL … OFFSET 0 keeps the walk in order: PostgreSQL would otherwise often intersect the
+    // full match sets by hash and sort them, which costs the organisation's whole history. The
+    // other filters test d.id, so they run as index-only probes before the resource row is read.
+    text =
+      `SELECT r.content, ${keyCols} FROM (${d}) d CROSS JOIN LATERAL (SELECT r.content, r.last_updated, r.id FROM resource r` +
+      ` WHERE r.id = d.id AND ${where(sql, driver, 'd')} OFFSET 0) r ORDER BY ${orderBySql(on('d'), reverse)}${page}`;
+  } else {
+    const conds = [where(sql)];
+    if (cursor) conds.push(keysetSql(sql, plan, cursor.values, reverse));
+    text = `SELECT r.content, ${keyCols} FROM resource r ${plan.joins.join(' ')} WHERE ${conds.join(' AND ')} ORDER BY ${orderBySql(plan, reverse)}${page}`;
+  }
   const r = await db.query<Record<string, string | null>>(text, sql.params);
   const more = r.rows.length > q.count;
   let rows = more ? r.rows.slice(0, q.count) : r.rows;

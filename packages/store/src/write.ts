@@ -29,7 +29,7 @@ const indexTables: Array<[keyof IndexRows, string, string[]]> = [
   ['quantity', 'sp_quantity', ['value', 'system', 'unit']],
   ['uri', 'sp_uri', ['value']],
 ];
-const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz' };
+const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz', last_updated: 'timestamptz' };
 const numericTables = new Set<keyof IndexRows>(['number', 'quantity']);
 const rowColumns = 'resource_type, id, version_id, last_updated, deleted, content, owner_org, restricted';
 
@@ -100,9 +100,10 @@ function insertCtes(arr: (values: unknown[]) => string, rows: CompanionRow[], na
 function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[], condition: string): string[] {
   const ctes: string[] = [];
   for (const [key, table, cols] of indexTables) {
-    const all = resources.flatMap((c) => (c.index[key] as unknown[][]).map((r) => [c.row.resourceType, c.row.id, ...r]));
+    // last_updated is the resource's (docs/search-plans.md: searches walk the index rows in that order).
+    const all = resources.flatMap((c) => (c.index[key] as unknown[][]).map((r) => [c.row.resourceType, c.row.id, c.row.lastUpdated, ...r]));
     if (all.length === 0) continue;
-    const columns = ['resource_type', 'id', 'code', ...cols];
+    const columns = ['resource_type', 'id', 'last_updated', 'code', ...cols];
     const params = columns.map((_, i) => arr(all.map((r) => r[i])));
     const select = params.map((name) => `${name}::text[]`).join(', ');
     const cast = columns.map((c) => (casts[c] ? `u.${c}::${casts[c]}` : c === 'value' && numericTables.has(key) ? `u.${c}::numeric` : `u.${c}`));
