@@ -14,10 +14,13 @@ export async function seedConformance(repo: Repository, resources: Resource[], l
     if (seen.has(key)) continue;
     seen.add(key);
     const query = new URLSearchParams({ url, ...(version ? { version } : {}) }).toString();
-    const { id: _id, meta: _meta, ...body } = r as Resource & { id?: string };
-    void _id;
-    void _meta;
-    const result = await repo.conditionalCreate({ ...body, ...(r.id ? { id: r.id } : {}) } as Resource, query);
+    // Keep the source's own meta (profile, tags, security) but not version bookkeeping.
+    const { versionId: _v, lastUpdated: _l, ...meta } = r.meta ?? {};
+    void _v;
+    void _l;
+    const body = { ...r, ...(Object.keys(meta).length > 0 ? { meta } : {}) } as Resource;
+    if (Object.keys(meta).length === 0) delete (body as { meta?: unknown }).meta;
+    const result = await repo.conditionalCreate(body, query);
     if (result.created) created++;
   }
   logger.info({ created, total: seen.size }, 'conformance resources seeded');

@@ -26,8 +26,11 @@ export interface TestApi {
   api: Api;
   db: TestDatabase;
   publicUrl: string;
-  /** A client of `organization` with `scopes` (default system/*.cruds), token already obtained. */
-  client(name: string, options?: { organization?: string; scopes?: string[]; sensitive?: boolean; auditor?: boolean }): Promise<TestClient>;
+  /**
+   * One of the registered clients (a, b, c, auditor, sensitive, narrow, d, e: client-<name> of
+   * Organization/org-<name>) with a fresh token; `scopes` narrows what it asks for.
+   */
+  client(name: string, options?: { scopes?: string[] }): Promise<TestClient>;
   close(): Promise<void>;
 }
 
