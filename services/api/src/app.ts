@@ -151,8 +151,10 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       validate: (r) => ({ resourceType: 'OperationOutcome', issue: validator.validate(r) }),
       capabilityStatement: () => (capability ??= buildCapabilityStatement({ baseUrl, version: VERSION, operations, date: capabilityDate, smart: { tokenUrl: `${config.publicUrl}/auth/token` } })),
       authorize,
-      onAccess: async (repo, interaction, resourceType, resources, parameterNames) =>
-        auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditInserter),
+      onAccess: config.auditReads
+        ? async (repo, interaction, resourceType, resources, parameterNames) =>
+            auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditInserter)
+        : undefined,
       contextOf: (req) => contextOf(req),
     }),
   );

@@ -29,6 +29,11 @@ export interface ApiConfig {
   /** Per-organisation screening configuration (cut-offs and protocols), a JSON file. */
   screeningConfigFile?: string;
   shutdownTimeoutMs: number;
+  /**
+   * Audit reads and searches (default true). false exists only to measure the audit's cost in the
+   * benchmark; production refuses it.
+   */
+  auditReads: boolean;
   /** Delivery attempts of a referral before the Task is marked "delivery failed". */
   referralMaxAttempts: number;
   /** Run the job worker in this process (PostgreSQL only); WORKER=off when it runs separately. */
@@ -71,6 +76,7 @@ const schema = {
     screeningConfigFile: { type: 'string' },
     shutdownTimeoutMs: { type: 'integer', minimum: 0 },
     referralMaxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
+    auditReads: { type: 'boolean' },
     worker: { type: 'boolean' },
     referralTargetsFile: { type: 'string' },
     referralCredentialsFile: { type: 'string' },
@@ -119,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
     screeningConfigFile: env.SCREENING_CONFIG_FILE,
     shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
     referralMaxAttempts: int(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
+    auditReads: bool(env.AUDIT_READS) ?? true,
     worker: !['off', 'false', '0', 'no'].includes((env.WORKER ?? '').trim().toLowerCase()),
     referralTargetsFile: env.REFERRAL_TARGETS_FILE,
     referralCredentialsFile: env.REFERRAL_CREDENTIALS_FILE,
@@ -126,6 +133,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
   };
   for (const k of Object.keys(config.auth) as Array<keyof ApiConfig['auth']>) if (config.auth[k] === undefined) delete config.auth[k];
   for (const k of Object.keys(config) as Array<keyof ApiConfig>) if (config[k] === undefined) delete config[k];
+  if (config.environment === 'production' && !config.auditReads) throw new Error('Invalid configuration: AUDIT_READS=off is refused in production (every read must be audited)');
   if (!validate(config)) {
     const problems = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message}`).join('; ');
     throw new Error(`Invalid configuration: ${problems}`);

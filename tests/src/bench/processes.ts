@@ -83,7 +83,7 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, port: number, health
 }
 
 /** The FHIR API as production runs it: one process on PostgreSQL, warn-level logs, no demo data. */
-export async function startApi(options: { databaseUrl: string; clientsFile: string; cpuProfDir?: string }): Promise<Child> {
+export async function startApi(options: { databaseUrl: string; clientsFile: string; cpuProfDir?: string; env?: Record<string, string> }): Promise<Child> {
   const port = await freePort();
   const args = [...(options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : []), 'services/api/src/index.ts'];
   const env: NodeJS.ProcessEnv = {
@@ -97,6 +97,9 @@ export async function startApi(options: { databaseUrl: string; clientsFile: stri
     LOG_LEVEL: 'warn',
     AUTH_CLIENTS_FILE: options.clientsFile,
     DATA_DIR: `/tmp/tic-bench-${process.pid}`,
+    // The API alone is measured; the job worker runs as its own process in production.
+    WORKER: 'off',
+    ...options.env,
   };
   return startChild(args, env, port, '/healthz');
 }

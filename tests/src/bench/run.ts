@@ -181,6 +181,24 @@ async function main(): Promise<void> {
       log(`  ${Math.round(m.rps)}/s load ${loadNow().toFixed(1)} p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
     }
 
+    // The read audit's cost: the same read scenario against a second API on the same database
+    // that does not audit reads (AUDIT_READS=off, refused in production). Issue 4: ≤ 10 %.
+    const readScenario = all.find((s) => s.name === 'read');
+    const audited = results.find((r) => r.name === 'read');
+    if (readScenario && audited && process.env.BENCH_AUDIT_COMPARISON !== 'off') {
+      log('scenario: read without read audit (comparison)');
+      const plain = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, env: { AUDIT_READS: 'off' } });
+      try {
+        const m = await measure('read (reads not audited, comparison)', { url: plain.url, ...run, requests: readScenario.requests(await client.token(plain.url)) });
+        results.push({ ...m, load: loadNow(), kind: readScenario.kind, rowsPerRequest: readScenario.rowsPerRequest, description: 'the read scenario on an API started with AUDIT_READS=off', versionsPerRequest: 0, auditEventsPerRequest: 0 });
+        const overhead = m.rps > 0 ? (1 - audited.rps / m.rps) * 100 : 0;
+        notes.push(`Read audit cost: ${Math.round(audited.rps)}/s audited vs ${Math.round(m.rps)}/s not audited = ${overhead.toFixed(1)} % slower (target ≤ 10 %); p99 ${audited.p99} vs ${m.p99} ms.`);
+        log(`  ${Math.round(m.rps)}/s without read audit; audit costs ${overhead.toFixed(1)} %`);
+      } finally {
+        await plain.stop();
+      }
+    }
+
     await counter.end();
     const report: Report = {
       mode,

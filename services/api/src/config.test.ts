@@ -1,0 +1,26 @@
+import { loadConfig } from './config.ts';
+
+describe('loadConfig', () => {
+  it('has embedded defaults: PGlite in ./data, demo data, port 8080, reads audited', () => {
+    const c = loadConfig({}, '/srv/tic');
+    expect(c.port).toBe(8080);
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.dataDir).toBe('/srv/tic/data');
+    expect(c.demoData).toBe(true);
+    expect(c.publicUrl).toBe('http://localhost:8080');
+    expect(c.auditReads).toBe(true);
+  });
+  it('turns demo data off by default on PostgreSQL', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres://u@h/db' }).demoData).toBe(false);
+  });
+  it('rejects invalid values with a clear message', () => {
+    expect(() => loadConfig({ PORT: 'eighty' })).toThrow(/PORT must be a number/);
+    expect(() => loadConfig({ PORT: '70000' })).toThrow(/Invalid configuration: \/port/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(/databaseUrl/);
+    expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(/logLevel/);
+  });
+  it('refuses to switch off read auditing in production', () => {
+    expect(loadConfig({ AUDIT_READS: 'off' }).auditReads).toBe(false);
+    expect(() => loadConfig({ AUDIT_READS: 'off', TIC_ENV: 'production' })).toThrow(/refused in production/);
+  });
+});
