@@ -66,7 +66,7 @@ describe.each(testDatabaseKinds())('driven search on %s', (kind) => {
       status: 'final',
       code: { coding: [{ system: 'urn:one', code: '4711' }, { system: 'urn:two', code: '4711' }] },
     });
-  });
+  }, 120_000);
   afterAll(async () => {
     await t?.drop();
   });

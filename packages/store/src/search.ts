@@ -89,8 +89,15 @@ export async function searchResources(
   if (q.summary && q.summary !== 'count') result.summary = q.summary;
   if (q.elements) result.elements = q.elements;
 
+  const countDriver = pickDriver(q.filters);
+  const countFrom: CountFrom = (sql) => {
+    if (countDriver < 0) return `resource r WHERE ${where(sql)}`;
+    const d = driverSql({ ...base, sql }, type, q.filters[countDriver], () => [], false);
+    return `(${d}) d CROSS JOIN LATERAL (SELECT 1 FROM resource r WHERE r.id = d.id AND ${where(sql, countDriver, 'd')} OFFSET 0) r`;
+  };
+
   if (q.summary === 'count' || q.count === 0) {
-    result.total = q.total === 'none' ? undefined : await countMatches(db, where, q.total === 'estimate');
+    result.total = q.total === 'none' ? undefined : await countMatches(db, countFrom, where, q.total === 'estimate');
     return result;
   }
 
@@ -153,7 +160,7 @@ export async function searchResources(
   result.entries = rows.map((row) => ({ resource: JSON.parse(row.content as string) as Resource, mode: 'match' }));
 
   if (q.total === 'accurate' || q.total === 'estimate') {
-    result.total = await countMatches(db, where, q.total === 'estimate');
+    result.total = await countMatches(db, countFrom, where, q.total === 'estimate');
   } else if (q.total === undefined && !cursor && !more && (result.offset === 0 || rows.length > 0)) {
     // The whole match set is known without counting.
     result.total = result.offset + rows.length;
@@ -172,15 +179,20 @@ export async function searchResources(
   return result;
 }
 
-async function countMatches(db: Db, where: (sql: Sql) => string, estimate: boolean): Promise<number> {
-  const sql = new Sql();
-  const w = where(sql);
+/** Matched rows for counting: driven from the narrowest filter's index rows like a page, when one fits. */
+type CountFrom = (sql: Sql) => string;
+
+async function countMatches(db: Db, from: CountFrom, where: (sql: Sql) => string, estimate: boolean): Promise<number> {
   if (!estimate) {
-    const c = await db.query<{ n: string }>(`SELECT count(*) AS n FROM resource r WHERE ${w}`, sql.params);
+    const sql = new Sql();
+    const c = await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${from(sql)}`, sql.params);
     return Number(c.rows[0]?.n ?? 0);
   }
   const cap = ESTIMATE_COUNT_CAP;
-  const c = await db.query<{ n: string }>(`SELECT count(*) AS n FROM (SELECT 1 FROM resource r WHERE ${w} LIMIT ${cap + 1}) t`, sql.params);
+  const capped = new Sql();
+  const c = await db.query<{ n: string }>(`SELECT count(*) AS n FROM (SELECT 1 FROM ${from(capped)} LIMIT ${cap + 1}) t`, capped.params);
+  const sql = new Sql();
+  const w = where(sql);
   const n = Number(c.rows[0]?.n ?? 0);
   if (n <= cap) return n;
   // Many matches: the planner's row estimate is good enough for "estimate" and costs no scan.
