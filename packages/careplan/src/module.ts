@@ -15,10 +15,13 @@ import { sharePlan } from './sharing.ts';
 import { recordStageChange } from './stage.ts';
 import { stageHistoryOperation } from './operations/stage-history.ts';
 import { summaryOperation } from './operations/summary.ts';
+import { sendSummaryOperation } from './operations/send-summary.ts';
 
 export interface CareplanModuleOptions {
   /** Clock (tests). */
   now?: () => Date;
+  /** $send-summary: attempts before a sending is marked failed (default 8). */
+  delivery?: { maxAttempts?: number };
 }
 
 /**
@@ -101,6 +104,6 @@ export function careplanModule(options: CareplanModuleOptions = {}): DomainModul
       }
     },
 
-    operations: [summaryOperation(), stageHistoryOperation()],
+    operations: [summaryOperation(), stageHistoryOperation(), sendSummaryOperation({ now, maxAttempts: options.delivery?.maxAttempts })],
   };
 }

@@ -114,3 +114,22 @@ export function firstTarget(...resolvers: Array<DeliveryOptions['resolveTarget']
     return undefined;
   };
 }
+
+/** A receiving FHIR base with its tokens, for deliveries that need no requester/owner mapping. */
+export type FhirBaseTarget = Pick<DeliveryTarget, 'baseUrl' | 'accessToken' | 'invalidateToken'>;
+
+/**
+ * An organisation's FHIR base: a static target first, then the directory's Endpoint, authenticated
+ * with the credentials configured for the address (used for care plan summary documents).
+ */
+export function fhirBaseTargets(store: CredentialStore, fixed: Record<string, DeliveryTarget> = {}): (organization: string, repo: ResourceRepository) => Promise<FhirBaseTarget | undefined> {
+  return async (organization, repo) => {
+    const known = fixed[organization];
+    if (known) return known;
+    const endpoint = await fhirEndpointOf(repo, organization);
+    if (!endpoint?.address) return undefined;
+    const baseUrl = normalizeBase(endpoint.address);
+    const source = store.tokenSource(baseUrl);
+    return source ? { baseUrl, accessToken: () => source.token(), invalidateToken: () => source.invalidate() } : { baseUrl };
+  };
+}

@@ -1,0 +1,33 @@
+// Who may receive a recovery plan: the organisations of its care teams within the person's consent,
+// by the same rule as the plan's sharing (teamOrganisations, withinConsent). Read as the server
+// itself: a Consent the asking organisation cannot see still limits the sending.
+import type { CarePlan, CareTeam, Consent, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { ResourceRepository } from '@tic/fhir';
+import { refKey, refType } from '../recognise.ts';
+import { teamOrganisations, withinConsent } from '../sharing.ts';
+
+export interface PlanAudience {
+  /** Organisations represented in the plan's active care teams. */
+  team: string[];
+  /** Those of them the person's consents allow to see the plan. */
+  allowed: string[];
+}
+
+async function readRef<T extends Resource>(repo: ResourceRepository, reference: string | undefined): Promise<T | undefined> {
+  const key = refKey(reference);
+  if (!key || reference?.includes('://')) return undefined;
+  const [type, id] = key.split('/');
+  return repo.read<T>(type as T['resourceType'], id).catch(() => undefined);
+}
+
+/** `system` must read as the server (every Consent of the person counts). */
+export async function planAudience(system: ResourceRepository, plan: CarePlan, now: Date): Promise<PlanAudience> {
+  const teams = (await Promise.all((plan.careTeam ?? []).map((r) => readRef<CareTeam>(system, r.reference)))).filter((t): t is CareTeam => !!t);
+  const roleRefs = teams.flatMap((t) => (t.participant ?? []).map((p) => p.member?.reference).filter((r): r is string => refType(r) === 'PractitionerRole'));
+  const roles = (await Promise.all(roleRefs.map((r) => readRef<PractitionerRole>(system, r)))).filter((r): r is PractitionerRole => !!r);
+  const patient = refKey(plan.subject?.reference);
+  const consents = patient ? await system.search<Consent>('Consent', { patient, _count: '200' }) : [];
+  const team = teamOrganisations(teams, roles, now);
+  const allowed = plan.status === 'entered-in-error' ? [] : withinConsent(team, consents, now);
+  return { team, allowed };
+}
