@@ -24,7 +24,6 @@ import { careplanModule, NEEDS_POSTGRES, SEND_SUMMARY_JOB, SYSTEM } from '@tic/c
 
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 if (!process.env.DATABASE_URL) {
-  // eslint-disable-next-line no-console
   console.warn('summary-delivery.int.test.ts: the delivery tests are skipped because DATABASE_URL is not set (delivery runs on graphile-worker, PostgreSQL only)');
 }
 
@@ -71,6 +70,7 @@ pg('$send-summary between two servers', () => {
   let portB: number;
   let serverB: Server | undefined;
   let worker: Runner;
+  let startOurWorker: () => Promise<Runner>;
   let aa: Fhir; // org-a's client on A (owns the plan)
   let patient: Patient;
   let team: CareTeam;
@@ -164,7 +164,9 @@ pg('$send-summary between two servers', () => {
     });
 
     const credentials = { [baseB]: { clientId: 'org-a-sender', privateJwk: priv as EndpointCredentials['privateJwk'], scope: 'system/*.cruds' } };
-    worker = await startWorker({ connectionString: A.db.url!, taskList: taskList(credentials, await freePort()), pollInterval: 100, concurrency: 4 });
+    const deadPort = await freePort();
+    startOurWorker = () => startWorker({ connectionString: A.db.url!, taskList: taskList(credentials, deadPort), pollInterval: 100, concurrency: 4 });
+    worker = await startOurWorker();
   }, 120_000);
 
   afterAll(async () => {
@@ -260,6 +262,38 @@ pg('$send-summary between two servers', () => {
     const docs = await documentsOnB(sending.identifier![0]);
     expect(docs).toHaveLength(1);
     expect((docs[0].entry![1].resource as CarePlan).title).toBe('Recovery plan (reviewed)');
+  }, 60_000);
+
+  it('does not send when the consent stops covering the recipient between the request and the send', async () => {
+    const current = (await aa.get(`CarePlan/${plan.id}`)).body as CarePlan;
+    plan = (await aa.put(`CarePlan/${plan.id}`, { ...current, title: 'Recovery plan (v3)' }, { 'If-Match': `W/"${current.meta!.versionId}"` })).body as CarePlan;
+    await worker.stop();
+    let consent: Consent | undefined;
+    try {
+      const res = await send('Organization/org-b');
+      expect(res.status).toBe(200);
+      const sending = res.body as Communication;
+      consent = await aa.create<Consent>({
+        resourceType: 'Consent',
+        status: 'active',
+        scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+        category: [{ text: 'Privacy consent' }],
+        policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+        patient: ref(patient),
+        provision: { type: 'permit', actor: [{ role: { text: 'care team' }, reference: { reference: 'Organization/org-a' } }] },
+      });
+      worker = await startOurWorker();
+      const refused = await until(async () => {
+        const r = await record(sending.id!);
+        return r.status === 'not-done' ? r : undefined;
+      });
+      expect(refused.statusReason?.text).toBe("the person's consent no longer covers the recipient");
+      expect(await documentsOnB(sending.identifier![0])).toHaveLength(0);
+      const audits = await A.api.systemRepository().search<AuditEvent>('AuditEvent', { entity: `Communication/${sending.id}`, outcome: '4' });
+      expect(audits).toHaveLength(1);
+    } finally {
+      if (consent) expect((await aa.del(`Consent/${consent.id}`)).status).toBe(204);
+    }
   }, 60_000);
 
   it('after the last attempt the sending is not-done with the reason, and an AuditEvent records it', async () => {

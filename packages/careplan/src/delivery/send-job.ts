@@ -116,9 +116,11 @@ export async function deliverSummary(system: Repository, payload: SendSummaryPay
   const s = sendingOf(record, options.sourceBase);
   const identifier = record.identifier?.[0];
   if (!s || !identifier?.value) return 'skipped';
+  // A sending already completed stays completed (the receiver has the document); a refused or
+  // failed redelivery of it is only audited.
   const refuse = async (reason: string): Promise<SendOutcome> => {
     const current = (await readOrUndefined(() => sys.read<Communication>('Communication', record.id!))) ?? record;
-    await markNotDone(sys, current, reason);
+    if (current.status !== 'completed') await markNotDone(sys, current, reason);
     await auditSending(sys, current, '4', `Recovery plan summary not sent: ${reason}`, now);
     return 'refused';
   };
@@ -145,7 +147,7 @@ export async function deliverSummary(system: Repository, payload: SendSummaryPay
     if (attempt.attempts < attempt.maxAttempts) throw e;
     const reason = `delivery failed after ${attempt.attempts} attempts: ${failureReason(e)}`;
     const latest = (await readOrUndefined(() => sys.read<Communication>('Communication', record.id!))) ?? record;
-    await markNotDone(sys, latest, reason);
+    if (latest.status !== 'completed') await markNotDone(sys, latest, reason);
     await auditSending(sys, latest, '8', `Recovery plan summary ${reason}`, now);
     return 'failed';
   }
