@@ -296,6 +296,21 @@ pg('$send-summary between two servers', () => {
     }
   }, 60_000);
 
+  it('lets another care-team organisation send; a recipient without a FHIR endpoint makes the sending not-done at once', async () => {
+    const b = fhir(A, await A.client('b'));
+    const res = await send('Organization/org-a', b);
+    expect(res.status).toBe(200);
+    const sending = res.body as Communication;
+    expect(sending.sender?.reference).toBe('Organization/org-b');
+    const done = await until(async () => {
+      const r = (await b.get(`Communication/${sending.id}`)).body as Communication;
+      return r.status === 'not-done' ? r : undefined;
+    });
+    expect(done.statusReason?.text).toBe('the recipient has no active FHIR endpoint in the directory');
+    // The record is the sender's: org-a (the plan's owner) does not see org-b's Communication.
+    expect((await aa.get(`Communication/${sending.id}`)).status).toBe(404);
+  }, 60_000);
+
   it('after the last attempt the sending is not-done with the reason, and an AuditEvent records it', async () => {
     const sending = (await send('Organization/org-c')).body as Communication;
     const failed = await until(async () => {
