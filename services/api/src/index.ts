@@ -7,7 +7,8 @@ import { pino } from 'pino';
 import { openDatabase } from '@tic/store';
 import { startWorker } from '@tic/jobs';
 import type { Runner } from '@tic/jobs';
-import { parseCredentials, referralTaskList } from '@tic/referral';
+import { parseCredentials } from '@tic/referral';
+import { workerTaskList } from '@tic/worker/tasks';
 import type { DeliveryTarget } from '@tic/referral';
 import { loadConfig, readJsonFile } from './config.ts';
 import { createApi } from './app.ts';
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
 
   let worker: Runner | undefined;
   if (config.databaseUrl && config.worker) {
-    const taskList = referralTaskList({
+    const taskList = workerTaskList({
       repository: () => api.systemRepository(),
       sourceBase: api.baseUrl,
       targets: config.referralTargetsFile ? (readJsonFile(config.referralTargetsFile) as Record<string, DeliveryTarget>) : {},

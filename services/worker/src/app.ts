@@ -5,7 +5,8 @@ import type { Runner } from '@tic/jobs';
 import { installJobSchema, startWorker } from '@tic/jobs';
 import type { PinoLike } from '@tic/jobs';
 import type { DeliveryTarget, EndpointCredentials } from '@tic/referral';
-import { referralModule, referralTaskList } from '@tic/referral';
+import { referralModule } from '@tic/referral';
+import { workerTaskList } from './tasks.ts';
 import type { Db } from '@tic/store';
 import { Repository } from '@tic/store';
 
@@ -34,6 +35,6 @@ export async function createWorker(deps: WorkerDeps): Promise<Runner> {
   await installJobSchema(deps.databaseUrl, deps.logger);
   const modules = deps.modules ?? [referralModule({ subscriptions: {} })];
   const repository = () => new Repository(deps.db, { system: true, baseUrl: deps.sourceBase }, { modules });
-  const taskList = referralTaskList({ repository, sourceBase: deps.sourceBase, targets: deps.targets, credentials: deps.credentials, pollIntervalMs: deps.pollIntervalMs });
+  const taskList = workerTaskList({ repository, sourceBase: deps.sourceBase, targets: deps.targets, credentials: deps.credentials, pollIntervalMs: deps.pollIntervalMs });
   return startWorker({ connectionString: deps.databaseUrl, taskList, concurrency: deps.concurrency, logger: deps.logger, recoveryInterval: deps.recoveryInterval });
 }

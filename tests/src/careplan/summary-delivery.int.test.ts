@@ -19,7 +19,7 @@ import { expectOutcome, fhir } from '../helpers.ts';
 import { installJobSchema, startWorker } from '@tic/jobs';
 import type { Runner } from '@tic/jobs';
 import type { EndpointCredentials } from '@tic/referral';
-import { referralTaskList } from '@tic/referral';
+import { workerTaskList } from '@tic/worker/tasks';
 import { careplanModule, NEEDS_POSTGRES, SEND_SUMMARY_JOB, SYSTEM } from '@tic/careplan';
 
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
@@ -89,7 +89,7 @@ pg('$send-summary between two servers', () => {
       serverB!.close(() => resolve());
     });
   const taskList = (credentials: Record<string, EndpointCredentials>, deadPort: number) =>
-    referralTaskList({
+    workerTaskList({
       repository: () => A.api.systemRepository(),
       sourceBase: baseA,
       credentials,
