@@ -21,6 +21,7 @@ const forbidden = new Set(['__proto__', 'constructor', 'prototype']);
 
 function parentOf(doc: unknown, tokens: string[], path: string): [any, string] {
   let cur: any = doc;
+  if (cur === null || typeof cur !== 'object') throw unprocessable(`Patch path "${path}" does not exist`);
   for (const t of tokens.slice(0, -1)) {
     if (forbidden.has(t)) throw badRequest(`Invalid path "${path}"`);
     cur = Array.isArray(cur) ? cur[Number(t)] : cur?.[t];
@@ -76,6 +77,7 @@ export function applyJsonPatch<T>(target: T, ops: unknown): T {
   if (!Array.isArray(ops)) throw badRequest('A JSON Patch body must be an array of operations');
   let doc: any = structuredClone(target);
   ops.forEach((raw, i) => {
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw unprocessable(`Patch operation ${i} applies to something that is no longer a resource`);
     const op = raw as JsonPatchOp;
     if (!op || typeof op !== 'object' || typeof op.path !== 'string') throw badRequest(`Invalid patch operation at index ${i}`);
     switch (op.op) {
@@ -106,5 +108,6 @@ export function applyJsonPatch<T>(target: T, ops: unknown): T {
         throw badRequest(`Unknown patch operation "${String((op as { op?: unknown }).op)}" at index ${i}`);
     }
   });
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw unprocessable('A patch must leave a resource (a JSON object)');
   return doc as T;
 }
