@@ -5,14 +5,15 @@ import type { FhirPathAtom, TypedValue } from '@medplum/core';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import { searchParametersFor } from '@tic/fhir';
 
+/** Rows per index table; the optional last element `grp` groups the parts of one composite match. */
 export interface IndexRows {
-  token: Array<[code: string, system: string | null, value: string | null, display: string | null]>;
-  string: Array<[code: string, value: string, norm: string]>;
-  reference: Array<[code: string, targetType: string | null, targetId: string | null, reference: string]>;
-  date: Array<[code: string, low: string, high: string]>;
-  number: Array<[code: string, value: string]>;
-  quantity: Array<[code: string, value: string, system: string | null, unit: string | null]>;
-  uri: Array<[code: string, value: string]>;
+  token: Array<[code: string, system: string | null, value: string | null, display: string | null, grp?: number]>;
+  string: Array<[code: string, value: string, norm: string, grp?: number]>;
+  reference: Array<[code: string, targetType: string | null, targetId: string | null, reference: string, grp?: number]>;
+  date: Array<[code: string, low: string, high: string, grp?: number]>;
+  number: Array<[code: string, value: string, grp?: number]>;
+  quantity: Array<[code: string, value: string, system: string | null, unit: string | null, grp?: number]>;
+  uri: Array<[code: string, value: string, grp?: number]>;
 }
 
 export type IndexTable = keyof IndexRows;
@@ -26,12 +27,46 @@ interface CompiledParam {
    * expression is skipped when the resource has none of them. Undefined: always evaluate.
    */
   roots?: string[];
+  /**
+   * Composite parameters: each component's type, its FHIRPath relative to one match of `atom`,
+   * and the index code its rows are stored under ("<code>$<i>").
+   */
+  components?: CompiledComponent[];
+}
+
+interface CompiledComponent {
+  code: string;
+  type: SearchParameter['type'];
+  atom: FhirPathAtom;
+}
+
+/** Index codes of Location.near's coordinates (sp_number rows; one position per Location). */
+export const NEAR_LAT = 'near:lat';
+export const NEAR_LONG = 'near:long';
+
+/** The index code of part `i` of composite parameter `code`. */
+export function compositePartCode(code: string, i: number): string {
+  return `${code}$${i}`;
+}
+
+/** The search parameters of a composite's components, by the component definitions; undefined if any is unknown. */
+export function compositeComponents(type: string, sp: SearchParameter): SearchParameter[] | undefined {
+  if (sp.type !== 'composite' || !sp.component?.length) return undefined;
+  const byUrl = new Map(Object.values(searchParametersFor(type)).map((p) => [p.url, p]));
+  const out: SearchParameter[] = [];
+  for (const c of sp.component) {
+    const def = c.definition ? byUrl.get(c.definition) : undefined;
+    if (!def || def.type === 'composite' || def.type === 'special' || !c.expression) return undefined;
+    out.push(def);
+  }
+  return out;
 }
 
 /** Columns held on the resource row itself, not in index tables. */
 // _compartment and _project are Medplum-internal additions to the R4 set; not part of this server.
 const columnParams = new Set(['_id', '_lastUpdated', '_compartment', '_project']);
-const unsupportedTypes = new Set(['composite', 'special']);
+/** Special parameters with an implementation here (the only R4 one: Location.near). */
+const supportedSpecial = new Set(['Location.near']);
 
 const compiled = new Map<string, CompiledParam[]>();
 
@@ -71,11 +106,18 @@ export function compiledParamsFor(type: string): CompiledParam[] {
   if (list) return list;
   list = [];
   for (const [code, sp] of Object.entries(searchParametersFor(type))) {
-    if (columnParams.has(code) || unsupportedTypes.has(sp.type) || !sp.expression) continue;
+    if (columnParams.has(code) || !sp.expression) continue;
+    if (sp.type === 'special' && !supportedSpecial.has(`${type}.${code}`)) continue;
     const expr = relevantExpression(type, sp.expression);
     if (!expr) continue;
     try {
-      list.push({ code, type: sp.type, atom: parseFhirPath(expr), roots: expressionRoots(type, expr) });
+      const param: CompiledParam = { code, type: sp.type, atom: parseFhirPath(expr), roots: expressionRoots(type, expr) };
+      if (sp.type === 'composite') {
+        const defs = compositeComponents(type, sp);
+        if (!defs) continue;
+        param.components = defs.map((d, i) => ({ code: compositePartCode(code, i), type: d.type, atom: parseFhirPath(sp.component![i].expression) }));
+      }
+      list.push(param);
     } catch {
       // An expression the FHIRPath engine cannot parse is skipped rather than failing writes.
     }
@@ -250,6 +292,7 @@ export function emptyIndexRows(): IndexRows {
 export function indexResource(resource: Resource): IndexRows {
   const rows = emptyIndexRows();
   const input = [toTypedValue(resource)];
+  let grp = 0;
   for (const p of compiledParamsFor(resource.resourceType)) {
     if (p.roots && !hasRoot(resource as unknown as Record<string, unknown>, p.roots)) continue;
     let values: TypedValue[];
@@ -258,7 +301,13 @@ export function indexResource(resource: Resource): IndexRows {
     } catch {
       continue;
     }
-    for (const tv of values) add(rows, p.code, p.type, tv);
+    if (p.components) {
+      grp = addComposite(rows, p.components, values, input[0], grp);
+    } else if (p.type === 'special') {
+      addNear(rows, values);
+    } else {
+      for (const tv of values) add(rows, p.code, p.type, tv);
+    }
   }
   return dedupe(rows);
 }
@@ -277,4 +326,56 @@ function dedupe(rows: IndexRows): IndexRows {
     });
   }
   return rows;
+}
+
+/**
+ * One group of rows per match of a composite's expression, in its components' tables: every part
+ * of a group comes from the same element (the same Observation.component). A match with no value
+ * for some component can never satisfy a search (every part is required) and is not stored.
+ * Returns the next free group number.
+ */
+function addComposite(rows: IndexRows, components: CompiledComponent[], matches: TypedValue[], resource: TypedValue, grp: number): number {
+  const variables = { '%resource': resource };
+  for (const m of matches) {
+    const part = emptyIndexRows();
+    let complete = true;
+    for (const comp of components) {
+      const before = countRows(part);
+      let values: TypedValue[];
+      try {
+        values = evalFhirPathTyped(comp.atom, [m], variables);
+      } catch {
+        values = [];
+      }
+      for (const tv of values) add(part, comp.code, comp.type, tv);
+      if (countRows(part) === before) {
+        complete = false;
+        break;
+      }
+    }
+    if (!complete) continue;
+    for (const key of Object.keys(part) as IndexTable[]) {
+      for (const row of part[key] as unknown[][]) (rows[key] as unknown[][]).push([...row, grp]);
+    }
+    grp++;
+  }
+  return grp;
+}
+
+function countRows(rows: IndexRows): number {
+  let n = 0;
+  for (const key of Object.keys(rows) as IndexTable[]) n += rows[key].length;
+  return n;
+}
+
+/** Location.position → latitude and longitude rows (WGS84 decimal degrees) for `near`. */
+function addNear(rows: IndexRows, values: TypedValue[]): void {
+  for (const tv of values) {
+    const v = tv.value as { latitude?: unknown; longitude?: unknown } | undefined;
+    const lat = v?.latitude;
+    const long = v?.longitude;
+    if (typeof lat !== 'number' || typeof long !== 'number' || Math.abs(lat) > 90 || Math.abs(long) > 180) continue;
+    rows.number.push([NEAR_LAT, String(lat)], [NEAR_LONG, String(long)]);
+    return;
+  }
 }

@@ -130,6 +130,18 @@ DROP INDEX sp_uri_search_0_idx;
 CREATE INDEX sp_uri_value_idx ON sp_uri (resource_type, code, value text_pattern_ops) INCLUDE (last_updated, id);
 `,
   },
+  {
+    version: 4,
+    name: 'search: composite parameters (component rows grouped by grp)',
+    // A composite parameter (Observation code-value-quantity, component-code-value-quantity, …)
+    // matches only when all its parts come from the SAME element. Each match of the composite's
+    // expression is indexed as rows in its components' tables under the codes "<composite>$<i>",
+    // sharing one grp number; a search joins the parts on (resource_type, id, grp). Ordinary rows
+    // keep grp NULL. Adding a nullable column rewrites nothing (docs/search-plans.md).
+    sql: `
+${['sp_token', 'sp_string', 'sp_reference', 'sp_date', 'sp_number', 'sp_quantity', 'sp_uri'].map((t) => `ALTER TABLE ${t} ADD COLUMN grp integer;`).join('\n')}
+`,
+  },
 ];
 
 export async function migrate(db: Db): Promise<number[]> {

@@ -4,6 +4,7 @@
 // and values stay data. Problems throw 400 under strict handling, otherwise become warnings.
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { badRequest, isKnownResourceType, searchParametersFor } from '@tic/fhir';
+import { compiledParamsFor, compositeComponents } from './indexer.ts';
 import { isNumber, splitOr, splitPipes, splitPrefix, searchDateRange } from './search-values.ts';
 
 export const DEFAULT_COUNT = 20;
@@ -104,7 +105,7 @@ export function parseFilter(type: string, key: string, value: string, depth = 0)
   }
   const sp = searchParam(type, code);
   if (!sp) throw badRequest(`Unknown search parameter "${code}" for ${type}`);
-  if (sp.type === 'composite' || sp.type === 'special') throw badRequest(`Search parameter ${code} (${sp.type}) is not supported`);
+  if (sp.type === 'composite' || sp.type === 'special') return parseCompositeOrNear(type, code, sp, modifier, value);
   if (modifier === 'missing') {
     if (value !== 'true' && value !== 'false') throw badRequest(`:missing takes true or false`);
     return { kind: 'missing', type, code, sp, missing: value === 'true' };
@@ -121,6 +122,74 @@ export function parseFilter(type: string, key: string, value: string, depth = 0)
   const values = splitOr(value);
   for (const v of values) validateValue(code, sp, modifier, v);
   return { kind: 'param', type, code, sp, modifier, values };
+}
+
+/**
+ * Composite values are "part$part…" (each part in its component's own syntax, e.g.
+ * `http://loinc.org|8480-6$gt100`); `near` is "latitude|longitude|distance|units". Values are
+ * checked here so the SQL builder only sees well-formed ones. No modifiers (not even :missing).
+ */
+function parseCompositeOrNear(type: string, code: string, sp: SearchParameter, modifier: string | undefined, value: string): Filter {
+  if (!compiledParamsFor(type).some((p) => p.code === code)) throw badRequest(`Search parameter ${code} (${sp.type}) is not supported`);
+  if (modifier !== undefined) throw badRequest(`Unsupported modifier on ${code} (${sp.type})`);
+  if (sp.type === 'special') {
+    const values = splitOr(value);
+    for (const v of values) parseNear(v);
+    return { kind: 'param', type, code, sp, values };
+  }
+  const components = compositeComponents(type, sp)!;
+  const values = splitUnescaped(value, ',');
+  for (const v of values) {
+    const parts = compositeParts(v);
+    if (parts.length !== components.length) throw badRequest(`${code} needs ${components.length} parts separated by $`);
+    parts.forEach((part, i) => validateValue(code, components[i], undefined, part));
+  }
+  return { kind: 'param', type, code, sp, values };
+}
+
+/** Splits on unescaped `sep`, keeping every escape for the next step. */
+function splitUnescaped(value: string, sep: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (c === '\\' && i + 1 < value.length) {
+      cur += c + value[++i];
+    } else if (c === sep) {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out;
+}
+
+/** The parts of one composite value (escapes resolved as for any value: `\$`, `\,`, `\\`; `\|` kept). */
+export function compositeParts(value: string): string[] {
+  return splitUnescaped(value, '$').map((p) => splitOr(p)[0]);
+}
+
+export const NEAR_DEFAULT_KM = 5;
+const KM_PER_UNIT: Record<string, number> = { km: 1, m: 0.001, mi: 1.609344, '[mi_i]': 1.609344 };
+
+/** A `near` value: latitude|longitude[|distance[|units]] (units km, m, mi or [mi_i]; default 5 km). */
+export function parseNear(value: string): { lat: number; long: number; km: number } {
+  const parts = splitPipes(value);
+  const [lat, long, distance, units] = parts;
+  const dec = /^[-+]?\d+(\.\d+)?$/;
+  if (parts.length < 2 || parts.length > 4 || !dec.test(lat) || !dec.test(long)) throw badRequest(`near needs latitude|longitude[|distance[|units]]`);
+  if (Math.abs(Number(lat)) > 90 || Math.abs(Number(long)) > 180) throw badRequest(`near: latitude or longitude out of range`);
+  let km = NEAR_DEFAULT_KM;
+  if (distance !== undefined && distance !== '') {
+    const [prefix, d] = splitPrefix(distance);
+    if ((prefix !== 'eq' && prefix !== 'le' && prefix !== 'lt') || !/^\d+(\.\d+)?$/.test(d)) throw badRequest(`near: invalid distance`);
+    const factor = KM_PER_UNIT[units === undefined || units === '' ? 'km' : units];
+    if (factor === undefined) throw badRequest(`near: distance units must be km, m, mi or [mi_i]`);
+    km = Number(d) * factor;
+  } else if (units !== undefined && units !== '' && KM_PER_UNIT[units] === undefined) {
+    throw badRequest(`near: distance units must be km, m, mi or [mi_i]`);
+  }
+  return { lat: Number(lat), long: Number(long), km };
 }
 
 function validateValue(code: string, sp: SearchParameter, modifier: string | undefined, v: string): void {

@@ -9,8 +9,9 @@
 import type { RequestContext } from '@tic/fhir';
 import type { VisibilityRule } from './access.ts';
 import { visibilityPredicate } from './access.ts';
-import { normalizeString } from './indexer.ts';
+import { compositeComponents, compositePartCode, NEAR_LAT, NEAR_LONG, normalizeString } from './indexer.ts';
 import type { Filter } from './search-query.ts';
+import { compositeParts, parseNear } from './search-query.ts';
 import type { Prefix } from './search-values.ts';
 import { escapeLike, numberHalfUnit, pointCondition, rangeCondition, searchDateRange, splitPipes, splitPrefix, splitToken, uriAncestors } from './search-values.ts';
 
@@ -202,8 +203,100 @@ function indexParts(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): Index
   }
 }
 
+/** One part of a composite value as a condition over alias `x`, in its component type's syntax. */
+function partCondition(c: SqlContext, partType: string, code: string, value: string): string {
+  switch (partType) {
+    case 'token':
+      return tokenCondition(c, code, undefined, value).cond;
+    case 'string':
+      return stringCondition(c, undefined, value);
+    case 'reference':
+      return referenceCondition(c, undefined, value);
+    case 'date':
+      return dateCondition(c, value);
+    case 'number': {
+      const [prefix, n] = splitPrefix(value);
+      return numberCondition(c, prefix, n);
+    }
+    case 'quantity':
+      return quantityCondition(c, value);
+    case 'uri':
+      return uriCondition(c, undefined, value);
+    default:
+      return 'false';
+  }
+}
+
+/**
+ * A composite value matches when one group of its index rows (one match of the composite's
+ * expression, indexer.ts) satisfies every part: the parts' rows are joined on grp, so the code and
+ * the value must come from the same element (e.g. the same Observation.component).
+ */
+function compositePredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): string {
+  const comps = compositeComponents(f.type, f.sp)!;
+  const { sql } = c;
+  return or(
+    f.values.map((v) => {
+      const parts = compositeParts(v);
+      const type = sql.p(f.type);
+      const from: string[] = [];
+      const conds: string[] = [];
+      comps.forEach((comp, i) => {
+        const a = `x${i}`;
+        const cond = partCondition(c, comp.type, f.code, parts[i]).replace(/\bx\./g, `${a}.`);
+        const keys = `${a}.resource_type = ${type} AND ${a}.code = ${sql.p(compositePartCode(f.code, i))}`;
+        if (i === 0) {
+          from.push(`${tableForType[comp.type]} ${a}`);
+          conds.push(`${keys} AND ${a}.id = ${c.alias ?? 'r'}.id`);
+        } else {
+          from.push(`JOIN ${tableForType[comp.type]} ${a} ON ${keys} AND ${a}.id = x0.id AND ${a}.grp = x0.grp`);
+        }
+        conds.push(cond);
+      });
+      return `EXISTS (SELECT 1 FROM ${from.join(' ')} WHERE ${conds.join(' AND ')})`;
+    }),
+  );
+}
+
+const EARTH_KM = 6371.0088;
+
+/**
+ * Location.near: a bounding box on the indexed latitude/longitude (sp_number rows), then the
+ * great-circle (haversine) distance. The longitude box is dropped near the poles or across the
+ * antimeridian, where it would not be one interval.
+ */
+function nearPredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): string {
+  const { sql } = c;
+  return or(
+    f.values.map((v) => {
+      const { lat, long, km } = parseNear(v);
+      const dLat = (km / EARTH_KM) * (180 / Math.PI);
+      const conds = [
+        `a.resource_type = ${sql.p(f.type)} AND a.id = ${c.alias ?? 'r'}.id AND a.code = ${sql.p(NEAR_LAT)}`,
+        `a.value >= ${sql.p(String(lat - dLat))}::numeric AND a.value <= ${sql.p(String(lat + dLat))}::numeric`,
+      ];
+      const maxLat = Math.abs(lat) + dLat;
+      if (maxLat < 89) {
+        const dLong = dLat / Math.cos((maxLat * Math.PI) / 180);
+        if (long - dLong > -180 && long + dLong < 180) {
+          conds.push(`b.value >= ${sql.p(String(long - dLong))}::numeric AND b.value <= ${sql.p(String(long + dLong))}::numeric`);
+        }
+      }
+      const la = `radians(a.value::float8)`;
+      const lo = `radians(b.value::float8)`;
+      const pla = `radians(${sql.p(lat)}::float8)`;
+      const plo = `radians(${sql.p(long)}::float8)`;
+      const hav = `power(sin((${la} - ${pla}) / 2), 2) + cos(${la}) * cos(${pla}) * power(sin((${lo} - ${plo}) / 2), 2)`;
+      conds.push(`2 * ${EARTH_KM} * asin(least(1, sqrt(${hav}))) <= ${sql.p(km)}::float8`);
+      return `EXISTS (SELECT 1 FROM sp_number a JOIN sp_number b ON b.resource_type = a.resource_type AND b.id = a.id AND b.code = ${sql.p(NEAR_LONG)} WHERE ${conds.join(' AND ')})`;
+    }),
+  );
+}
+
 function paramPredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): string {
   const { type, code, sp, modifier } = f;
+  if (sp.type === 'composite') return compositePredicate(c, f);
+  if (sp.type === 'special') return nearPredicate(c, f);
   if (sp.type === 'token' && modifier === 'not') {
     // :not matches resources with no matching value, including those with no value at all.
     return f.values.map((v) => `NOT ${indexExists(c, 'sp_token', type, code, tokenCondition(c, code, undefined, v).cond)}`).join(' AND ');

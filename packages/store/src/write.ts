@@ -21,15 +21,16 @@ export interface CompanionRow {
 }
 
 const indexTables: Array<[keyof IndexRows, string, string[]]> = [
-  ['token', 'sp_token', ['system', 'value', 'display']],
-  ['string', 'sp_string', ['value', 'norm']],
-  ['reference', 'sp_reference', ['target_type', 'target_id', 'reference']],
-  ['date', 'sp_date', ['low', 'high']],
-  ['number', 'sp_number', ['value']],
-  ['quantity', 'sp_quantity', ['value', 'system', 'unit']],
-  ['uri', 'sp_uri', ['value']],
+  ['token', 'sp_token', ['system', 'value', 'display', 'grp']],
+  ['string', 'sp_string', ['value', 'norm', 'grp']],
+  ['reference', 'sp_reference', ['target_type', 'target_id', 'reference', 'grp']],
+  ['date', 'sp_date', ['low', 'high', 'grp']],
+  ['number', 'sp_number', ['value', 'grp']],
+  ['quantity', 'sp_quantity', ['value', 'system', 'unit', 'grp']],
+  ['uri', 'sp_uri', ['value', 'grp']],
 ];
-const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz', last_updated: 'timestamptz' };
+// grp (migration 4) is the optional last element of an index row: set only on composite parts.
+const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz', last_updated: 'timestamptz', grp: 'integer' };
 const numericTables = new Set<keyof IndexRows>(['number', 'quantity']);
 const rowColumns = 'resource_type, id, version_id, last_updated, deleted, content, owner_org, restricted';
 
@@ -104,7 +105,7 @@ function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[]
     const all = resources.flatMap((c) => (c.index[key] as unknown[][]).map((r) => [c.row.resourceType, c.row.id, c.row.lastUpdated, ...r]));
     if (all.length === 0) continue;
     const columns = ['resource_type', 'id', 'last_updated', 'code', ...cols];
-    const params = columns.map((_, i) => arr(all.map((r) => r[i])));
+    const params = columns.map((_, i) => arr(all.map((r) => r[i] ?? null)));
     const select = params.map((name) => `${name}::text[]`).join(', ');
     const cast = columns.map((c) => (casts[c] ? `u.${c}::${casts[c]}` : c === 'value' && numericTables.has(key) ? `u.${c}::numeric` : `u.${c}`));
     ctes.push(`i_${key} AS (INSERT INTO ${table} (${columns.join(', ')})
