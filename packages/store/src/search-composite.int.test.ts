@@ -3,10 +3,10 @@
 // index rows, indexer.ts addComposite; search-sql.ts compositePredicate). Exact match sets on
 // PGlite and PostgreSQL. LOINC codes are those of the R4 spec's examples
 // (observation-example-bloodpressure: 85354-9, 8480-6, 8462-4; observation-example: 29463-7).
-import type { Observation } from '@medplum/fhirtypes';
+import type { Observation, ValueSet } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
 import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
-import { compiledParamsFor } from './indexer.ts';
+import { compiledParamsFor, indexResource } from './indexer.ts';
 import { Repository } from './repository.ts';
 import type { SearchResult } from './search.ts';
 import { searchResources } from './search.ts';
@@ -45,6 +45,21 @@ describe('composite parameters in the capability list', () => {
     }
     expect(compiledParamsFor('Location').map((p) => p.code)).toContain('near');
     expect(compiledParamsFor('ValueSet').map((p) => p.code)).toContain('context-type-value');
+  });
+});
+
+describe('composite index rows', () => {
+  it('a component expression may use %resource (MolecularSequence chromosome-variant-coordinate)', () => {
+    const rows = indexResource({
+      resourceType: 'MolecularSequence',
+      coordinateSystem: 0,
+      referenceSeq: { chromosome: { coding: [{ system: LOCAL, code: '1' }] }, strand: 'watson' },
+      variant: [{ start: 10, end: 20 }, { start: 30, end: 40 }],
+    });
+    const code = 'chromosome-variant-coordinate';
+    expect(rows.token.filter((r) => r[0] === `${code}$0`).map((r) => [r[2], r[4]])).toEqual([['1', 0], ['1', 1]]);
+    expect(rows.number.filter((r) => r[0] === `${code}$1`).map((r) => [r[1], r[2]])).toEqual([['10', 0], ['30', 1]]);
+    expect(rows.number.filter((r) => r[0] === `${code}$2`).map((r) => [r[1], r[2]])).toEqual([['20', 0], ['40', 1]]);
   });
 });
 
@@ -147,6 +162,21 @@ describe.each(testDatabaseKinds())('composite search on %s', (kind) => {
     expect(await ids({ 'component-code-value-quantity': '8480-6$90' })).toEqual(set(lowered));
     await repo().update<Observation>({ ...bp('p1', 150, 80), id: high.id });
     expect(await ids({ 'component-code-value-quantity': '8480-6$gt100' })).toEqual(set(high));
+  });
+
+  it('context-type-value on a conformance resource (useContext)', async () => {
+    const vs = await repo().create<ValueSet>({
+      resourceType: 'ValueSet',
+      status: 'draft',
+      useContext: [
+        { code: { system: LOCAL, code: 'focus' }, valueCodeableConcept: { coding: [{ system: LOCAL, code: 'a' }] } },
+        { code: { system: LOCAL, code: 'venue' }, valueCodeableConcept: { coding: [{ system: LOCAL, code: 'b' }] } },
+      ],
+    });
+    const vsIds = async (v: string) => (await searchResources(t.db, system, [], 'ValueSet', { 'context-type-value': [v] })).entries.map((e) => e.resource.id);
+    expect(await vsIds('focus$a')).toEqual([vs.id]);
+    expect(await vsIds(`${LOCAL}|venue$${LOCAL}|b`)).toEqual([vs.id]);
+    expect(await vsIds('focus$b')).toEqual([]);
   });
 
   it('malformed composite values: warnings, 400 when strict', async () => {
