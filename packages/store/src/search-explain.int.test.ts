@@ -14,6 +14,7 @@ import { Repository } from './repository.ts';
 import { searchResources } from './search.ts';
 import { createPostgresDatabase } from './testing.ts';
 
+// A measurement, not a check: loads 100k resources and prints plans (minutes). Run with EXPLAIN_PLANS=1.
 const enabled = process.env.EXPLAIN_PLANS === '1' && !!process.env.DATABASE_URL;
 const PATIENTS = Number(process.env.EXPLAIN_PATIENTS ?? 25_000);
 const OBS_PER_PATIENT = 3;

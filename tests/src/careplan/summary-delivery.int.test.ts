@@ -22,6 +22,7 @@ import type { EndpointCredentials } from '@tic/referral';
 import { workerTaskList } from '@tic/worker/tasks';
 import { careplanModule, NEEDS_POSTGRES, SEND_SUMMARY_JOB, SYSTEM } from '@tic/careplan';
 
+// Skipped without DATABASE_URL: graphile-worker (the durable job queue) runs on PostgreSQL only; CI sets it.
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 if (!process.env.DATABASE_URL) {
   console.warn('summary-delivery.int.test.ts: the delivery tests are skipped because DATABASE_URL is not set (delivery runs on graphile-worker, PostgreSQL only)');

@@ -15,6 +15,7 @@ import type { Runner } from '../../../packages/jobs/src/index.ts';
 import type { DeliveryOptions } from '../../../packages/referral/src/index.ts';
 import { deliverReferral, REFERRAL_IDENTIFIER_SYSTEM, referralJobs, referralModule, SECTOR_SYSTEM, staticTargets } from '../../../packages/referral/src/index.ts';
 
+// Skipped without DATABASE_URL: graphile-worker (the durable job queue) runs on PostgreSQL only; CI sets it.
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 
 async function freePort(): Promise<number> {

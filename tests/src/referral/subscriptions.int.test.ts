@@ -14,6 +14,7 @@ import { installJobSchema, startWorker } from '../../../packages/jobs/src/index.
 import type { Runner } from '../../../packages/jobs/src/index.ts';
 import { referralModule, subscriptionJobs } from '../../../packages/referral/src/index.ts';
 
+// Skipped without DATABASE_URL: graphile-worker (the durable job queue) runs on PostgreSQL only; CI sets it.
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 if (!process.env.DATABASE_URL) {
   // eslint-disable-next-line no-console

@@ -24,6 +24,7 @@ import { installJobSchema } from '../../../packages/jobs/src/index.ts';
 import type { EndpointCredentials } from '../../../packages/referral/src/index.ts';
 import { CredentialStore, directoryTargets, REFERRAL_IDENTIFIER_SYSTEM, referralModule, SECTOR_SYSTEM } from '../../../packages/referral/src/index.ts';
 
+// Skipped without DATABASE_URL: graphile-worker (the durable job queue) runs on PostgreSQL only; CI sets it.
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 if (!process.env.DATABASE_URL) {
   // eslint-disable-next-line no-console
