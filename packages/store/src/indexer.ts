@@ -4,6 +4,8 @@ import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { FhirPathAtom, TypedValue } from '@medplum/core';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import { searchParametersFor } from '@tic/fhir';
+import { compileFastPath } from './fast-path.ts';
+import type { FastPath } from './fast-path.ts';
 
 /** Rows per index table; the optional last element `grp` groups the parts of one composite match. */
 export interface IndexRows {
@@ -22,6 +24,8 @@ interface CompiledParam {
   code: string;
   type: SearchParameter['type'];
   atom: FhirPathAtom;
+  /** A direct evaluator when the expression is a plain element path (fast-path.ts). */
+  fast?: FastPath;
   /**
    * Top-level elements the expression starts from ("effective" for Observation.effective); the
    * expression is skipped when the resource has none of them. Undefined: always evaluate.
@@ -112,6 +116,7 @@ export function compiledParamsFor(type: string): CompiledParam[] {
     if (!expr) continue;
     try {
       const param: CompiledParam = { code, type: sp.type, atom: parseFhirPath(expr), roots: expressionRoots(type, expr) };
+      if (sp.type !== 'composite' && sp.type !== 'special') param.fast = compileFastPath(type, expr);
       if (sp.type === 'composite') {
         const defs = compositeComponents(type, sp);
         if (!defs) continue;
@@ -289,15 +294,16 @@ export function emptyIndexRows(): IndexRows {
 }
 
 /** All search-index rows for a resource. */
-export function indexResource(resource: Resource): IndexRows {
+export function indexResource(resource: Resource, options: { engineOnly?: boolean } = {}): IndexRows {
   const rows = emptyIndexRows();
   const input = [toTypedValue(resource)];
+  const useFast = !options.engineOnly;
   let grp = 0;
   for (const p of compiledParamsFor(resource.resourceType)) {
     if (p.roots && !hasRoot(resource as unknown as Record<string, unknown>, p.roots)) continue;
     let values: TypedValue[];
     try {
-      values = evalFhirPathTyped(p.atom, input);
+      values = useFast && p.fast ? p.fast(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(p.atom, input);
     } catch {
       continue;
     }
