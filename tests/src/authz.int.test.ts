@@ -29,6 +29,8 @@ afterAll(async () => t?.close());
 
 /** AuditEvents stored for an organisation, newest last (read from the database as the server). */
 async function auditEvents(org: string | null): Promise<AuditEvent[]> {
+  // Read AuditEvents are queued durably and stored in batches: store what is queued first.
+  await t.api.drainAudit();
   const r = await t.db.db.query<{ content: string }>(
     `select content from resource where resource_type = 'AuditEvent' and ${org ? 'owner_org = $1' : 'owner_org is null'} order by last_updated`,
     org ? [org] : [],
@@ -222,6 +224,7 @@ describe('audit trail', () => {
 
     // The auditor reads its own organisation's trail.
     await auditor.get('Patient?_count=1');
+    await t.api.drainAudit(); // read AuditEvents are stored from the queue moments after the read
     const list = await auditor.get('AuditEvent?_count=5');
     expect(list.status).toBe(200);
     expect(ids(list.body).length).toBeGreaterThan(0);

@@ -9,7 +9,7 @@ import type { Validator } from '@tic/fhir';
 import { buildCapabilityStatement, createFhirRouter, fhirErrorHandler, requestLogger, safeError } from '@tic/rest';
 import type { Interaction } from '@tic/rest';
 import type { Db, RepositoryServices } from '@tic/store';
-import { GroupInserter, migrate, Repository } from '@tic/store';
+import { AuditQueue, migrate, Repository } from '@tic/store';
 import { createAuth, requireScope, scopeInteractionFor, SqlJtiStore } from '@tic/auth';
 import type { Auth, AuthConfig, ClientRegistration } from '@tic/auth';
 import { loadConformanceResources } from '@tic/fhir-profiles';
@@ -46,6 +46,10 @@ export interface Api {
   setReady(ready: boolean): void;
   /** A repository acting as the server itself (seeding, jobs, tests). */
   systemRepository(): Repository;
+  /** Turns every queued read AuditEvent into a stored AuditEvent now (tests; shutdown). */
+  drainAudit(): Promise<void>;
+  /** Stops background work (the audit queue's drain) after draining it. */
+  close(): Promise<void>;
 }
 
 function authConfigFrom(config: ApiConfig, extraClients: ClientRegistration[]): AuthConfig {
@@ -103,7 +107,8 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   await seedConformance(systemRepository(), conformance, logger);
   if (config.demoData) await loadDemoData(systemRepository(), logger);
 
-  const auditInserter = new GroupInserter(db);
+  const auditQueue = new AuditQueue(db);
+  auditQueue.start(200, (e) => logger.error({ err: e }, 'audit queue drain failed'));
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {
@@ -153,7 +158,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       authorize,
       onAccess: config.auditReads
         ? async (repo, interaction, resourceType, resources, parameterNames) =>
-            auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditInserter)
+            auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditQueue)
         : undefined,
       contextOf: (req) => contextOf(req),
     }),
@@ -184,6 +189,10 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       ready = r;
     },
     systemRepository,
+    drainAudit: async () => {
+      while ((await auditQueue.drain()) > 0);
+    },
+    close: () => auditQueue.stop(),
   };
 }
 

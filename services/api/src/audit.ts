@@ -6,8 +6,8 @@ import type { RequestContext, WriteInteraction } from '@tic/fhir';
 import { buildAuditEvent } from '@tic/auth';
 import type { AuditAction, RestfulInteraction } from '@tic/auth';
 import type { Db } from '@tic/store';
-import { newResourceRow, Repository } from '@tic/store';
-import type { GroupInserter } from '@tic/store';
+import { Repository } from '@tic/store';
+import type { AuditQueue } from '@tic/store';
 
 /** Owner of audit records that belong to no client organisation (e.g. refused unauthenticated calls). */
 export const OPERATOR_ORGANIZATION = 'Organization/tic-exchange-operator';
@@ -48,7 +48,8 @@ export function auditEventsForWrite(ctx: RequestContext, interaction: WriteInter
 
 /**
  * The AuditEvent of a read or search, committed before the response is sent. Outside a
- * transaction it goes through the group inserter, so concurrent reads share one INSERT.
+ * transaction it is queued (one narrow row; concurrent reads share one INSERT) and becomes an
+ * AuditEvent resource when the queue is drained, moments later.
  */
 export async function auditAccess(
   db: Db,
@@ -57,7 +58,7 @@ export async function auditAccess(
   resourceType: string | undefined,
   resources: Resource[],
   parameterNames: string[] | undefined,
-  inserter: GroupInserter,
+  queue: AuditQueue,
 ): Promise<void> {
   if (ctx.system) return;
   const patients = [...new Set(resources.map(patientOf).filter((p): p is string => !!p))];
@@ -72,7 +73,7 @@ export async function auditAccess(
     searchParameterNames: parameterNames,
   });
   if (db.inTransaction) await auditRepo(db, ctx).create<AuditEvent>(event);
-  else await inserter.insert([newResourceRow(auditOwner(ctx), event)]);
+  else await queue.record(ctx.organization ?? null, event);
 }
 
 function auditOwner(ctx: RequestContext): RequestContext {

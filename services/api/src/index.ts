@@ -55,6 +55,8 @@ async function main(): Promise<void> {
     server.close(() => {
       (worker ? worker.stop() : Promise.resolve())
         .catch((e: unknown) => logger.error({ err: e instanceof Error ? e.message : 'error' }, 'worker stop failed'))
+        .then(() => api.close())
+        .catch((e: unknown) => logger.error({ err: e instanceof Error ? e.message : 'error' }, 'audit queue drain failed'))
         .then(() => db.close())
         .then(
         () => {

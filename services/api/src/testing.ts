@@ -84,6 +84,7 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
       return { clientId: p.registration.clientId, organization: p.registration.organization, token, auth: `Bearer ${token}` };
     },
     async close() {
+      await api.close();
       await db.drop();
     },
   };
