@@ -5,5 +5,4 @@ export * from './access.ts';
 export * from './repository.ts';
 export * from './search.ts';
 export * from './write.ts';
-export * from './group-insert.ts';
 export * from './audit-queue.ts';
