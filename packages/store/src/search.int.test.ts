@@ -307,6 +307,8 @@ describe.each(testDatabaseKinds())('search on %s', (kind) => {
       for (let i = 0; i < 25; i++) {
         made.push(await repo().create<Patient>({ resourceType: 'Patient', meta: { tag: [{ system: 'urn:paging', code: 'run' }] }, name: [{ family: `Page${String(i % 7)}` }], birthDate: `19${50 + (i % 5)}` }));
       }
+      // Search order is (last_updated, id): resources created within the same millisecond come in id order.
+      made.sort((x, y) => (x.meta!.lastUpdated! < y.meta!.lastUpdated! ? -1 : x.meta!.lastUpdated! > y.meta!.lastUpdated! ? 1 : x.id! < y.id! ? -1 : x.id! > y.id! ? 1 : 0));
     });
 
     async function walk(q: Q, between?: () => Promise<void>): Promise<string[]> {
@@ -323,14 +325,17 @@ describe.each(testDatabaseKinds())('search on %s', (kind) => {
 
     it('keyset pages stay correct while resources are inserted between requests', async () => {
       const added: Patient[] = [];
-      const seen = await walk({ _tag: tag }, async () => {
-        added.push(await repo().create<Patient>({ resourceType: 'Patient', meta: { tag: [{ system: 'urn:paging', code: 'run' }] } }));
-      });
-      // Oldest first: the original 25 in order, then those added while paging, no repeats.
-      expect(seen.slice(0, 25)).toEqual(made.map((p) => p.id));
-      expect(new Set(seen).size).toBe(seen.length);
-      expect(seen.slice(25)).toEqual(added.map((p) => p.id).slice(0, seen.length - 25));
-      for (const p of added) await repo().delete('Patient', p.id!);
+      try {
+        const seen = await walk({ _tag: tag }, async () => {
+          added.push(await repo().create<Patient>({ resourceType: 'Patient', meta: { tag: [{ system: 'urn:paging', code: 'run' }] } }));
+        });
+        // Oldest first: the original 25 in order, then those added while paging, no repeats.
+        expect(seen.slice(0, 25)).toEqual(made.map((p) => p.id));
+        expect(new Set(seen).size).toBe(seen.length);
+        expect(seen.slice(25)).toEqual(added.map((p) => p.id).slice(0, seen.length - 25));
+      } finally {
+        for (const p of added) await repo().delete('Patient', p.id!);
+      }
     });
 
     it('newest-first pages neither repeat nor skip when newer resources arrive', async () => {
