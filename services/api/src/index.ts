@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const server = api.app.listen(config.port, config.host, () => {
     logger.info({ url: api.baseUrl }, 'FHIR API listening');
     if (api.auth.devTokenCommand) {
-      process.stdout.write(`\ntic-exchange is up: FHIR base ${api.baseUrl}\nGet a development access token (in another terminal, from the repository root) with:\n  npm run --silent token\n(or: ${api.auth.devTokenCommand})\n\n`);
+      process.stdout.write(`\ntic-exchange is up: FHIR base ${api.baseUrl}\nGet a development access token (in another terminal, from the repository root) with:\n  npm run --silent token\n(with PORT/PUBLIC_URL/DATA_DIR set as for the server; or, on Node 24: ${api.auth.devTokenCommand})\n\n`);
     }
   });
   server.keepAliveTimeout = 65_000;
