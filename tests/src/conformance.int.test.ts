@@ -1,24 +1,16 @@
 // Issue 2: a real FHIR client (fhir-kit-client) against a real HTTP server on 127.0.0.1.
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Client } from 'fhir-kit-client';
 import type { Bundle, CapabilityStatement, OperationOutcome, Patient } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
-import { unique } from './helpers.ts';
+import { freePort, unique } from './helpers.ts';
 
 let t: TestApi;
 let server: Server;
 let client: Client;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 beforeAll(async () => {
   const port = await freePort();

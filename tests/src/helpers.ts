@@ -73,3 +73,27 @@ export async function countData(t: TestApi): Promise<{ resources: number; versio
 export function unique(prefix = 'x'): string {
   return `${prefix}${Math.random().toString(36).slice(2, 10)}`;
 }
+
+/** A TCP port free on 127.0.0.1 right now (for servers the tests start). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `fn` every 150 ms until it returns a value (not undefined); throws after `timeoutMs`. */
+export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}

@@ -8,14 +8,13 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditEvent, Bundle, CarePlan, CareTeam, Communication, Composition, Consent, Endpoint, Goal, Organization, Patient } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { expectOutcome, fhir } from '../helpers.ts';
+import { expectOutcome, fhir, freePort, until } from '../helpers.ts';
 import { installJobSchema, startWorker } from '@tic/jobs';
 import type { Runner } from '@tic/jobs';
 import type { EndpointCredentials } from '@tic/referral';
@@ -28,25 +27,7 @@ if (!process.env.DATABASE_URL) {
   console.warn('summary-delivery.int.test.ts: the delivery tests are skipped because DATABASE_URL is not set (delivery runs on graphile-worker, PostgreSQL only)');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 const ref = (r: { resourceType: string; id?: string }) => ({ reference: `${r.resourceType}/${r.id}` });
 const role = (code: string) => [{ coding: [{ system: SYSTEM.role, code }] }];

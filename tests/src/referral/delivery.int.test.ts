@@ -3,12 +3,11 @@
 // arrives in B, is accepted there, and its status comes back to A. Faults: B down during delivery,
 // consent revoked before delivery, delivery failing for good. PostgreSQL only (graphile-worker).
 import type { Server } from 'node:http';
-import { createServer } from 'node:net';
 import type { AuditEvent, Bundle, Consent, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { fhir } from '../helpers.ts';
+import { fhir, freePort, until } from '../helpers.ts';
 // tests/package.json does not list these workspace packages yet; import them by path until it does.
 import { installJobSchema, startWorker } from '../../../packages/jobs/src/index.ts';
 import type { Runner } from '../../../packages/jobs/src/index.ts';
@@ -18,25 +17,7 @@ import { deliverReferral, REFERRAL_IDENTIFIER_SYSTEM, referralJobs, referralModu
 // Skipped without DATABASE_URL: graphile-worker (the durable job queue) runs on PostgreSQL only; CI sets it.
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 pg('referral delivery between two servers', () => {
   let A: TestApi;

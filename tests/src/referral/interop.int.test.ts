@@ -6,7 +6,6 @@
 // sets there must come back by polling. PostgreSQL only (graphile-worker).
 import { createServer as createHttpServer } from 'node:http';
 import type { IncomingMessage, Server } from 'node:http';
-import { createServer } from 'node:net';
 import { getStatus } from '@medplum/core';
 import { Operator } from '@medplum/core';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
@@ -15,7 +14,7 @@ import type { Bundle, Consent, Organization, Patient, Resource, ServiceRequest, 
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { fhir } from '../helpers.ts';
+import { fhir, freePort, until } from '../helpers.ts';
 // tests/package.json does not list these workspace packages yet; import them by path until it does.
 import { installJobSchema, startWorker } from '../../../packages/jobs/src/index.ts';
 import type { Runner } from '../../../packages/jobs/src/index.ts';
@@ -25,25 +24,7 @@ import { deliverReferral, REFERRAL_IDENTIFIER_SYSTEM, referralJobs, referralModu
 // Skipped without DATABASE_URL: graphile-worker (the durable job queue) runs on PostgreSQL only; CI sets it.
 const pg = process.env.DATABASE_URL ? describe : describe.skip;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 interface Received {
   method: string;

@@ -8,7 +8,7 @@ import type { Subscription, Task } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { expectOutcome, fhir, unique } from '../helpers.ts';
+import { expectOutcome, fhir, unique, until } from '../helpers.ts';
 // tests/package.json does not list these workspace packages yet; import them by path until it does.
 import { installJobSchema, startWorker } from '../../../packages/jobs/src/index.ts';
 import type { Runner } from '../../../packages/jobs/src/index.ts';
@@ -28,15 +28,6 @@ interface Hit {
   body: string;
 }
 
-async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 pg('R4 rest-hook Subscriptions on Task', () => {
   let A: TestApi;

@@ -11,14 +11,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Bundle, Consent, Endpoint, Organization, Patient, ServiceRequest, Subscription, Task } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { fhir } from '../helpers.ts';
+import { fhir, freePort, until } from '../helpers.ts';
 // tests/package.json does not list these workspace packages yet; import them by path until it does.
 import { installJobSchema } from '../../../packages/jobs/src/index.ts';
 import type { EndpointCredentials } from '../../../packages/referral/src/index.ts';
@@ -31,25 +30,7 @@ if (!process.env.DATABASE_URL) {
   console.warn('worker.int.test.ts skipped: DATABASE_URL is not set (the worker runs on PostgreSQL only)');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createNetServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 function repoRoot(): string {
   let dir = process.cwd();
