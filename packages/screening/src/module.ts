@@ -82,6 +82,9 @@ export function screeningModule(config: ScreeningConfig = {}, options: Screening
   };
   return {
     name: 'screening',
+    // Only responses need the hooks: the Observations, Tasks and Conditions they derive are then
+    // written without them (the Observations in one statement, createMany).
+    resourceTypes: ['QuestionnaireResponse'],
     conformanceResources: () => conformance.map((r) => structuredClone(r)),
     beforeWrite: (resource, ctx) => beforeWrite(runtime, resource, ctx),
     afterWrite: (resource, ctx) => afterWrite(runtime, resource, ctx),

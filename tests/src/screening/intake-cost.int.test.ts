@@ -1,0 +1,57 @@
+// What one scored intake costs the database: the SQL statements (each one round trip) a PCL-5
+// response POSTed alone sends, counted at the pg driver, and the rows it stores. PostgreSQL only
+// (the count is of pg client queries).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { Observation, Patient, QuestionnaireResponse } from '@medplum/fhirtypes';
+import { createTestApi } from '@tic/api/testing';
+import type { TestApi } from '@tic/api/testing';
+import type { Fhir } from '../helpers.ts';
+import { fhir, unique } from '../helpers.ts';
+import { observationsOf, ok } from './screening.ts';
+
+const repoRoot = join(process.cwd(), '..');
+const run = process.env.DATABASE_URL ? describe : describe.skip;
+
+run('scored intake: statements per response', () => {
+  let t: TestApi;
+  let s: Fhir;
+  const statements: string[] = [];
+  const original = pg.Client.prototype.query;
+  beforeAll(async () => {
+    t = await createTestApi({ kind: 'postgres' });
+    s = fhir(t, await t.client('sensitive'));
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0] as string | { text?: string };
+      statements.push(typeof config === 'string' ? config : (config?.text ?? ''));
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof original;
+  }, 120_000);
+  afterAll(async () => {
+    pg.Client.prototype.query = original;
+    await t?.close();
+  });
+
+  it('a PCL-5 response with 21 Observations takes 6 statements, not one per Observation', async () => {
+    const patient = await s.create<Patient>({ resourceType: 'Patient' });
+    const qr = JSON.parse(readFileSync(join(repoRoot, 'fhir-profiles/examples/QuestionnaireResponse-pcl-5-clinician.json'), 'utf8')) as QuestionnaireResponse;
+    delete qr.id;
+    qr.subject = { reference: `Patient/${patient.id}` };
+    qr.identifier = { system: 'https://ehr.example.org/screening', value: unique() };
+    // Warm-up (first use compiles and caches), then measure a second response with the audit
+    // queue's background drain stopped, so only the request's own statements are counted.
+    await ok(await s.post('QuestionnaireResponse', qr), 201);
+    await t.api.close();
+    qr.identifier = { system: 'https://ehr.example.org/screening', value: unique() };
+    statements.length = 0;
+    const stored = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', qr), 201);
+    const during = [...statements];
+    const observations = (await observationsOf(s, stored.id!)) as Observation[];
+    expect(observations).toHaveLength(21);
+    // BEGIN, the response, the lock on its identifier, the look-up of earlier Observations, all 21
+    // Observations in one statement, COMMIT.
+    const listing = during.map((sql) => sql.replace(/\s+/g, ' ').slice(0, 100));
+    expect({ count: during.length, listing }).toEqual({ count: Math.min(during.length, 6), listing });
+  });
+});
