@@ -1,4 +1,4 @@
-import { buildAuditEvent, CLIENT_ID_SYSTEM } from './audit.ts';
+import { auditRecord, buildAuditEvent, buildAuditEvents, CLIENT_ID_SYSTEM } from './audit.ts';
 
 const ctx = { clientId: 'ehr-1', organization: 'Organization/hosp', scopes: ['system/*.cruds'], requestId: 'req-7' };
 const when = new Date('2025-03-01T10:00:00.000Z');
@@ -39,4 +39,46 @@ test('failures carry the outcome and HTTP status; no client means an unauthentic
   expect(e.outcomeDesc).toBe('Minor failure (HTTP 403)');
   expect(e.agent[0].who).toEqual({ display: 'unauthenticated client' });
   expect(e.agent).toHaveLength(2);
+});
+
+describe('audit records and the AuditEvents built from them', () => {
+  const at = (s: number) => new Date(Date.UTC(2025, 2, 1, 10, 0, s));
+
+  test('a record alone becomes exactly the event buildAuditEvent makes', () => {
+    const input = { ctx, action: 'R' as const, interaction: 'read' as const, resources: ['Observation/1'], patients: ['Patient/42'], outcome: '0' as const, when };
+    const record = auditRecord(input);
+    expect(JSON.stringify(record)).not.toContain('scopes');
+    expect(buildAuditEvents([record])).toEqual([buildAuditEvent(input)]);
+  });
+
+  test('records of one client, interaction and outcome become one event; each access keeps its time and request', () => {
+    const reads = [1, 2, 3].map((n) =>
+      auditRecord({ ctx: { ...ctx, requestId: `req-${n}` }, action: 'R', interaction: 'read', resources: [`Observation/${n}`], patients: [n === 3 ? 'Patient/43' : 'Patient/42'], outcome: '0', when: at(n) }),
+    );
+    const other = auditRecord({ ctx: { ...ctx, clientId: 'ehr-2' }, action: 'R', interaction: 'read', resources: ['Observation/9'], outcome: '0', when: at(4) });
+    const refused = auditRecord({ ctx, action: 'E', interaction: 'operation', outcome: '4', httpStatus: 403, when: at(5) });
+    const events = buildAuditEvents([reads[2], other, reads[0], refused, reads[1]]);
+    expect(events).toHaveLength(3);
+    const grouped = events.find((e) => e.entity?.some((x) => x.what?.reference === 'Observation/1'))!;
+    expect(grouped.period).toEqual({ start: at(1).toISOString(), end: at(3).toISOString() });
+    expect(grouped.recorded).toBe(at(3).toISOString());
+    expect(grouped.agent[0].who?.identifier?.value).toBe('ehr-1');
+    const patients = grouped.entity!.filter((x) => x.role?.code === '1').map((x) => x.what?.reference);
+    expect(patients.sort()).toEqual(['Patient/42', 'Patient/43']);
+    const obs2 = grouped.entity!.find((x) => x.what?.reference === 'Observation/2')!;
+    expect(obs2.role?.code).toBe('4');
+    expect(obs2.detail).toEqual([{ type: 'recorded', valueString: at(2).toISOString() }, { type: 'XrequestId', valueString: 'req-2' }]);
+    expect(events.find((e) => e.agent[0].who?.identifier?.value === 'ehr-2')?.period).toBeUndefined();
+    expect(events.find((e) => e.outcome === '4')?.outcomeDesc).toBe('Minor failure (HTTP 403)');
+  });
+
+  test('grouped searches keep one query entity per search, with parameter names only', () => {
+    const searches = ['subject', 'code'].map((p, i) =>
+      auditRecord({ ctx, action: 'E', interaction: 'search-type', searchResourceType: 'Observation', searchParameterNames: [p], patients: ['Patient/42'], outcome: '0', when: at(i) }),
+    );
+    const [e] = buildAuditEvents(searches);
+    expect(e.action).toBe('E');
+    expect(e.entity?.filter((x) => x.role?.code === '24').map((x) => x.description)).toEqual(['Observation?subject', 'Observation?code']);
+    expect(e.entity?.filter((x) => x.role?.code === '1')).toHaveLength(1);
+  });
 });

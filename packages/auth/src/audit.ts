@@ -30,6 +30,8 @@ export interface AuditInput {
   resources?: string[];
   /** The Patient the data is about, e.g. "Patient/42". */
   patient?: string;
+  /** Further Patients the data is about (the results of a search). */
+  patients?: string[];
   outcome: AuditOutcome;
   httpStatus?: number;
   when?: Date;
@@ -71,15 +73,7 @@ export function buildAuditEvent(input: AuditInput): AuditEvent {
   const server = input.server ?? { name: 'tic-exchange' };
   const search = isSearch(input.interaction);
 
-  const agents: AuditEventAgent[] = [clientAgent(input.ctx, input.clientAddress)];
-  const serverAgent: AuditEventAgent = {
-    type: { coding: [{ system: DCM, code: '110152', display: 'Destination Role ID' }] },
-    who: { display: server.name },
-    requestor: false,
-  };
-  if (server.url) serverAgent.network = { address: server.url, type: '5' };
-  agents.push(serverAgent);
-  if (input.ctx?.organization) agents.push({ who: { reference: input.ctx.organization }, requestor: false });
+  const agents = agentsFor(input.ctx, input.clientAddress, server);
 
   const entities: AuditEventEntity[] = [];
   if (input.ctx?.requestId) {
@@ -88,31 +82,44 @@ export function buildAuditEvent(input: AuditInput): AuditEvent {
       what: { identifier: { value: input.ctx.requestId } },
     });
   }
-  if (input.patient) {
-    entities.push({
-      what: { reference: input.patient },
-      type: { system: AUDIT_ENTITY_TYPE, code: '1', display: 'Person' },
-      role: { system: OBJECT_ROLE, code: '1', display: 'Patient' },
-    });
-  }
+  const patients = patientsOf(input);
+  for (const p of patients) entities.push(patientEntity(p));
   for (const reference of input.resources ?? []) {
-    if (reference === input.patient) continue;
-    entities.push({
-      what: { reference },
-      type: { system: AUDIT_ENTITY_TYPE, code: '2', display: 'System Object' },
-      role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
-    });
+    if (!patients.includes(reference)) entities.push(resourceEntity(reference));
   }
-  if (search) {
-    const names = [...new Set(input.searchParameterNames ?? [])].sort();
-    const entity: AuditEventEntity = {
-      type: { system: AUDIT_ENTITY_TYPE, code: '2', display: 'System Object' },
-      role: { system: OBJECT_ROLE, code: '24', display: 'Query' },
-      description: `${input.searchResourceType ?? ''}?${names.join('&')}`,
-    };
-    entities.push(entity);
-  }
+  if (search) entities.push(queryEntity(input.searchResourceType, input.searchParameterNames));
 
+  return eventShell(input, agents, entities, when, server);
+}
+
+function patientsOf(input: { patient?: string; patients?: string[] }): string[] {
+  const all = input.patient ? [input.patient, ...(input.patients ?? [])] : (input.patients ?? []);
+  return all.length > 1 ? [...new Set(all)] : all;
+}
+
+const patientEntity = (reference: string): AuditEventEntity => ({
+  what: { reference },
+  type: { system: AUDIT_ENTITY_TYPE, code: '1', display: 'Person' },
+  role: { system: OBJECT_ROLE, code: '1', display: 'Patient' },
+});
+
+const resourceEntity = (reference: string): AuditEventEntity => ({
+  what: { reference },
+  type: { system: AUDIT_ENTITY_TYPE, code: '2', display: 'System Object' },
+  role: { system: OBJECT_ROLE, code: '4', display: 'Domain Resource' },
+});
+
+function queryEntity(resourceType: string | undefined, parameterNames: string[] | undefined): AuditEventEntity {
+  const names = [...new Set(parameterNames ?? [])].sort();
+  return {
+    type: { system: AUDIT_ENTITY_TYPE, code: '2', display: 'System Object' },
+    role: { system: OBJECT_ROLE, code: '24', display: 'Query' },
+    description: `${resourceType ?? ''}?${names.join('&')}`,
+  };
+}
+
+function eventShell(input: AuditInput, agents: AuditEventAgent[], entities: AuditEventEntity[], when: Date, server: { name: string }): AuditEvent {
+  const search = isSearch(input.interaction);
   const subtype: Coding = { system: RESTFUL_INTERACTION, code: input.interaction, display: interactionDisplay[input.interaction] };
   const event: AuditEvent = {
     resourceType: 'AuditEvent',
@@ -131,5 +138,133 @@ export function buildAuditEvent(input: AuditInput): AuditEvent {
     event.outcomeDesc = `${outcomeText[input.outcome]}${input.httpStatus !== undefined ? ` (HTTP ${input.httpStatus})` : ''}`;
   }
   if (entities.length) event.entity = entities;
+  return event;
+}
+
+function agentsFor(ctx: RequestContext | undefined, clientAddress: string | undefined, server: { name: string; url?: string }): AuditEventAgent[] {
+  const agents: AuditEventAgent[] = [clientAgent(ctx, clientAddress)];
+  const serverAgent: AuditEventAgent = {
+    type: { coding: [{ system: DCM, code: '110152', display: 'Destination Role ID' }] },
+    who: { display: server.name },
+    requestor: false,
+  };
+  if (server.url) serverAgent.network = { address: server.url, type: '5' };
+  agents.push(serverAgent);
+  if (ctx?.organization) agents.push({ who: { reference: ctx.organization }, requestor: false });
+  return agents;
+}
+
+// ------------------------------------------------------------------ the compact audit record
+
+/**
+ * One audited access as the server records it durably at the time (a narrow row: in the same
+ * statement as a write, group-committed before a read's response). AuditEvent resources are built
+ * from these records moments later (buildAuditEvents), one per record or one per group of records
+ * of the same client, interaction and outcome (docs/decisions/0004-audit-record.md).
+ */
+export interface AuditRecord {
+  /** When the access happened (ISO 8601). */
+  at: string;
+  interaction: RestfulInteraction;
+  action: AuditAction;
+  outcome: AuditOutcome;
+  httpStatus?: number;
+  clientId?: string;
+  organization?: string;
+  /** The server itself acting (no client). */
+  system?: boolean;
+  requestId?: string;
+  resources?: string[];
+  patients?: string[];
+  searchResourceType?: string;
+  searchParameterNames?: string[];
+}
+
+/** The record of one access (the same fields an AuditEvent would hold, nothing more). */
+export function auditRecord(input: AuditInput): AuditRecord {
+  const r: AuditRecord = { at: (input.when ?? new Date()).toISOString(), interaction: input.interaction, action: input.action, outcome: input.outcome };
+  if (input.httpStatus !== undefined) r.httpStatus = input.httpStatus;
+  const ctx = input.ctx;
+  if (ctx?.clientId) r.clientId = ctx.clientId;
+  if (ctx?.organization) r.organization = ctx.organization;
+  if (ctx?.system) r.system = true;
+  if (ctx?.requestId) r.requestId = ctx.requestId;
+  if (input.resources?.length) r.resources = input.resources;
+  const patients = patientsOf(input);
+  if (patients.length) r.patients = patients;
+  if (input.searchResourceType) r.searchResourceType = input.searchResourceType;
+  if (input.searchParameterNames?.length) r.searchParameterNames = input.searchParameterNames;
+  return r;
+}
+
+function inputOf(r: AuditRecord, server: { name: string; url?: string } | undefined): AuditInput {
+  const ctx = r.clientId || r.organization || r.system || r.requestId ? ({ clientId: r.clientId, organization: r.organization, system: r.system, requestId: r.requestId } as RequestContext) : undefined;
+  return {
+    ctx,
+    action: r.action,
+    interaction: r.interaction,
+    resources: r.resources,
+    patients: r.patients,
+    outcome: r.outcome,
+    httpStatus: r.httpStatus,
+    when: new Date(r.at),
+    searchResourceType: r.searchResourceType,
+    searchParameterNames: r.searchParameterNames,
+    server,
+  };
+}
+
+const groupKey = (r: AuditRecord): string =>
+  JSON.stringify([r.clientId ?? null, r.organization ?? null, r.system ?? false, r.interaction, r.action, r.outcome, r.httpStatus ?? null, r.searchResourceType ?? null]);
+
+/**
+ * AuditEvents for a batch of records. A record alone in its group becomes exactly the BALP event of
+ * buildAuditEvent. Records of the same client, organisation, interaction and outcome become one
+ * event: `period` spans them, `recorded` is the last, every Patient appears once, and each
+ * record's resources (or query) are entities whose details give that access's time and request id.
+ */
+export function buildAuditEvents(records: AuditRecord[], server?: { name: string; url?: string }): AuditEvent[] {
+  const groups = new Map<string, AuditRecord[]>();
+  for (const r of records) {
+    const k = groupKey(r);
+    const g = groups.get(k);
+    if (g) g.push(r);
+    else groups.set(k, [r]);
+  }
+  const events: AuditEvent[] = [];
+  for (const g of groups.values()) events.push(g.length === 1 ? buildAuditEvent(inputOf(g[0], server)) : aggregate(g, server ?? { name: 'tic-exchange' }));
+  return events;
+}
+
+function aggregate(records: AuditRecord[], server: { name: string; url?: string }): AuditEvent {
+  let first = records[0].at;
+  let last = records[0].at;
+  const patients = new Set<string>();
+  for (const r of records) {
+    if (r.at < first) first = r.at;
+    if (r.at > last) last = r.at;
+    for (const p of r.patients ?? []) patients.add(p);
+  }
+  const base = inputOf(records[0], server);
+  const entities: AuditEventEntity[] = [...patients].map(patientEntity);
+  for (const r of records) {
+    const detail = [{ type: 'recorded', valueString: r.at }, ...(r.requestId ? [{ type: 'XrequestId', valueString: r.requestId }] : [])];
+    let n = 0;
+    for (const reference of r.resources ?? []) {
+      if (patients.has(reference)) continue;
+      entities.push({ ...resourceEntity(reference), detail });
+      n++;
+    }
+    if (isSearch(r.interaction)) {
+      entities.push({ ...queryEntity(r.searchResourceType, r.searchParameterNames), detail });
+      n++;
+    }
+    if (n === 0) {
+      // Nothing but the access itself (a refusal, or a read of a Patient): its request and time.
+      entities.push({ type: { system: BALP_ENTITY_TYPE, code: 'XrequestId' }, ...(r.requestId ? { what: { identifier: { value: r.requestId } } } : {}), detail });
+    }
+  }
+  const event = eventShell(base, agentsFor(base.ctx, undefined, server), entities, new Date(last), server);
+  event.period = { start: first, end: last };
   return event;
 }

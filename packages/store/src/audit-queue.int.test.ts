@@ -1,17 +1,30 @@
-import type { AuditEvent } from '@medplum/fhirtypes';
+import type { AuditEvent, Patient } from '@medplum/fhirtypes';
 import { AuditQueue } from './audit-queue.ts';
 import { Repository } from './repository.ts';
+import { writeVersion } from './write.ts';
 import type { TestDatabase } from './testing.ts';
 import { openTestDatabase, testDatabaseKinds } from './testing.ts';
 
-const event = (n: number): AuditEvent => ({
-  resourceType: 'AuditEvent',
-  type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
-  recorded: '2026-11-26T00:00:00Z',
-  agent: [{ requestor: true, who: { identifier: { system: 'urn:test-client', value: `c${n}` } } }],
-  source: { observer: { display: 'test' } },
-  entity: [{ what: { reference: `Patient/p${n}` } }],
-});
+interface TestRecord {
+  client: string;
+  patient: string;
+}
+
+/** One AuditEvent per client, naming every patient of that client's records (as @tic/auth groups). */
+function build(records: unknown[]): AuditEvent[] {
+  const byClient = new Map<string, string[]>();
+  for (const r of records as TestRecord[]) byClient.set(r.client, [...(byClient.get(r.client) ?? []), r.patient]);
+  return [...byClient].map(([client, patients]) => ({
+    resourceType: 'AuditEvent',
+    type: { system: 'http://terminology.hl7.org/CodeSystem/audit-event-type', code: 'rest' },
+    recorded: '2026-11-26T00:00:00Z',
+    agent: [{ requestor: true, who: { identifier: { system: 'urn:test-client', value: client } } }],
+    source: { observer: { display: 'test' } },
+    entity: patients.map((p) => ({ what: { reference: p } })),
+  }));
+}
+
+const count = async (t: TestDatabase, sql: string): Promise<number> => Number((await t.db.query<{ n: string }>(sql)).rows[0].n);
 
 describe.each(testDatabaseKinds())('audit queue on %s', (kind) => {
   let t: TestDatabase;
@@ -19,32 +32,79 @@ describe.each(testDatabaseKinds())('audit queue on %s', (kind) => {
     t = await openTestDatabase(kind);
   }, 60_000);
   afterAll(async () => t?.drop());
+  beforeEach(async () => {
+    await t.db.query('DELETE FROM audit_queue');
+  });
 
-  it('commits each event before resolving, then stores them as AuditEvents exactly once', async () => {
-    const q = new AuditQueue(t.db);
-    await Promise.all([q.record('Organization/a', event(1)), q.record('Organization/a', event(2)), q.record(null, event(3))]);
-    const queued = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM audit_queue');
-    expect(Number(queued.rows[0].n)).toBe(3);
+  it('commits each record before resolving, then stores AuditEvents exactly once, per owner', async () => {
+    const q = new AuditQueue(t.db, { build });
+    await Promise.all([
+      q.record('Organization/a', { client: 'c1', patient: 'Patient/p1' }),
+      q.record('Organization/a', { client: 'c1', patient: 'Patient/p2' }),
+      q.record('Organization/a', { client: 'c2', patient: 'Patient/p3' }),
+      q.record(null, { client: 'c3', patient: 'Patient/p4' }),
+    ]);
+    expect(await count(t, 'SELECT count(*) AS n FROM audit_queue')).toBe(4);
+    const before = await count(t, `SELECT count(*) AS n FROM resource WHERE resource_type = 'AuditEvent'`);
     // Two drainers (as two replicas would run): SKIP LOCKED hands each row to exactly one.
-    const other = new AuditQueue(t.db);
+    const other = new AuditQueue(t.db, { build });
     const [first, second] = await Promise.all([q.drain(), other.drain()]);
-    expect(first + second).toBe(3);
+    expect(first + second).toBe(4);
     expect(await q.drain()).toBe(0);
     const repoA = new Repository(t.db, { organization: 'Organization/a' }, { modules: [] });
     const mine = await repoA.search<AuditEvent>('AuditEvent', { entity: 'Patient/p1,Patient/p2,Patient/p3' });
-    expect(mine.map((e) => e.entity?.[0].what?.reference).sort()).toEqual(['Patient/p1', 'Patient/p2', 'Patient/p3']);
+    const patients = mine.flatMap((e) => (e.entity ?? []).map((x) => x.what?.reference)).sort();
+    expect(patients).toEqual(['Patient/p1', 'Patient/p2', 'Patient/p3']);
     const repoB = new Repository(t.db, { organization: 'Organization/b', canReadRestricted: true }, { modules: [] });
     expect(await repoB.search<AuditEvent>('AuditEvent', { entity: 'Patient/p1' })).toHaveLength(0);
-    const total = await t.db.query<{ n: string }>(`SELECT count(*) AS n FROM resource WHERE resource_type = 'AuditEvent'`);
-    expect(Number(total.rows[0].n)).toBe(3);
+    const after = await count(t, `SELECT count(*) AS n FROM resource WHERE resource_type = 'AuditEvent'`);
+    // Drained together, c1's two records may share one event; never more than one event per record.
+    expect(after - before).toBeGreaterThanOrEqual(3);
+    expect(after - before).toBeLessThanOrEqual(4);
+  });
+
+  it('many concurrent records all commit (several INSERTs in flight) and each resolves after its own commit', async () => {
+    const q = new AuditQueue(t.db, { build, maxBatch: 7, maxFlushes: 3 });
+    const n = 200;
+    await Promise.all(Array.from({ length: n }, (_, i) => q.record('Organization/a', { client: 'c9', patient: `Patient/m${i}` })));
+    expect(await count(t, 'SELECT count(*) AS n FROM audit_queue')).toBe(n);
+    await q.drainAll();
+    expect(await count(t, 'SELECT count(*) AS n FROM audit_queue')).toBe(0);
+    const repoA = new Repository(t.db, { organization: 'Organization/a' }, { modules: [] });
+    expect(await repoA.search<AuditEvent>('AuditEvent', { entity: `Patient/m${n - 1}` })).toHaveLength(1);
+  });
+
+  it('stores whole AuditEvents queued before the compact record as they are', async () => {
+    const legacy = build([{ client: 'old', patient: 'Patient/legacy' }])[0];
+    await t.db.query('INSERT INTO audit_queue (owner_org, content) VALUES ($1, $2)', ['Organization/a', JSON.stringify(legacy)]);
+    await new AuditQueue(t.db, { build: () => [] }).drainAll();
+    const repoA = new Repository(t.db, { organization: 'Organization/a' }, { modules: [] });
+    const found = await repoA.search<AuditEvent>('AuditEvent', { entity: 'Patient/legacy' });
+    expect(found).toHaveLength(1);
+    expect(found[0].agent[0].who?.identifier?.value).toBe('old');
+  });
+
+  it('a write and its audit rows commit together, and neither when the write is refused or loses a version race', async () => {
+    const audit = (_ctx: unknown, interaction: string, r: { resourceType: string; id?: string }) => [{ ownerOrg: 'Organization/a', content: JSON.stringify({ client: interaction, patient: `${r.resourceType}/${r.id}` }) }];
+    const repo = new Repository(t.db, { organization: 'Organization/a' }, { modules: [], audit });
+    const p = await repo.create<Patient>({ resourceType: 'Patient' });
+    expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${p.id}%'`)).toBe(1);
+    await repo.update<Patient>({ ...p, active: true }, { ifMatch: '1' });
+    await expect(repo.update<Patient>({ ...p, active: false }, { ifMatch: '1' })).rejects.toThrow();
+    expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${p.id}%'`)).toBe(2);
+    // The statement itself finds another version stored: nothing is written, audit row included.
+    const row = { resourceType: 'Patient', id: p.id!, versionId: 3, lastUpdated: new Date().toISOString(), deleted: false, content: '{}', ownerOrg: 'Organization/a', restricted: false };
+    expect(await writeVersion(t.db, row, undefined, 1, [{ ownerOrg: 'Organization/a', content: `race ${p.id}` }])).toBe(false);
+    expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${p.id}%'`)).toBe(2);
+    const many = await repo.createMany<Patient>([{ resourceType: 'Patient' }, { resourceType: 'Patient' }]);
+    for (const m of many) expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${m.id}%'`)).toBe(1);
   });
 
   it('drains what is queued when stopped', async () => {
-    const q = new AuditQueue(t.db);
+    const q = new AuditQueue(t.db, { build });
     q.start(60_000);
-    await q.record('Organization/a', event(4));
+    await q.record('Organization/a', { client: 'c4', patient: 'Patient/p5' });
     await q.stop();
-    const left = await t.db.query<{ n: string }>('SELECT count(*) AS n FROM audit_queue');
-    expect(Number(left.rows[0].n)).toBe(0);
+    expect(await count(t, 'SELECT count(*) AS n FROM audit_queue')).toBe(0);
   });
 });

@@ -1,11 +1,15 @@
-// Durable, cheap recording of read/search AuditEvents. record() commits one narrow row per event
-// (concurrent callers share one INSERT: group commit) before the caller answers its client, so no
-// read goes unaudited even on a crash; drain() turns queued rows into AuditEvent resources (rows,
-// versions, search index) in large batches, exactly once (rows are deleted in the same transaction,
-// SKIP LOCKED lets several replicas drain side by side).
+// The audit log. Every audited access is first a compact record (one narrow row in audit_queue):
+// a write's in the write's own statement (write.ts), a read's or search's committed before the
+// response is sent (record(): concurrent callers share one INSERT, and several INSERTs may be in
+// flight at once, so a read waits for one commit, not for a queue of them). drain() turns the
+// records into AuditEvent resources (rows, versions, search index) in large batches, exactly once:
+// the rows are deleted in the same transaction, and SKIP LOCKED lets several replicas drain side
+// by side. How records become AuditEvents is the caller's (buildAuditEvents in @tic/auth groups the
+// records of one client and interaction into one event).
 import type { Resource } from '@medplum/fhirtypes';
 import type { Db } from './db.ts';
 import { newResourceRow } from './repository.ts';
+import type { AuditRow, CompanionRow } from './write.ts';
 import { insertNewResources } from './write.ts';
 
 interface Pending {
@@ -15,64 +19,109 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+export interface AuditQueueOptions {
+  /** AuditEvents for the records of one owner organisation (null: the server's own). */
+  build: (records: unknown[], owner: string | null) => Resource[];
+  /** Records per INSERT at most (default 500). */
+  maxBatch?: number;
+  /** INSERTs in flight at once (default 4). */
+  maxFlushes?: number;
+  /** Records turned into AuditEvents per drain at most (default 2,000). */
+  drainBatch?: number;
+}
+
+const INSERT = 'INSERT INTO audit_queue (owner_org, content) SELECT * FROM unnest($1::text[], $2::text[])';
+
+/** Appends audit-log rows within the caller's transaction (reads inside a transaction Bundle). */
+export async function appendAuditRows(db: Db, rows: AuditRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db.query(INSERT, [rows.map((r) => r.ownerOrg), rows.map((r) => r.content)]);
+}
+
 export class AuditQueue {
   private readonly db: Db;
+  private readonly build: AuditQueueOptions['build'];
   private readonly maxBatch: number;
+  private readonly maxFlushes: number;
+  private readonly drainBatch: number;
   private pending: Pending[] = [];
-  private flushing = false;
+  private flushes = 0;
   private timer: NodeJS.Timeout | undefined;
   private draining: Promise<number> | undefined;
   private stopped = false;
 
-  constructor(db: Db, maxBatch = 500) {
+  constructor(db: Db, options: AuditQueueOptions) {
     this.db = db;
-    this.maxBatch = maxBatch;
+    this.build = options.build;
+    this.maxBatch = options.maxBatch ?? 500;
+    this.maxFlushes = options.maxFlushes ?? 4;
+    this.drainBatch = options.drainBatch ?? 2000;
   }
 
-  /** Resolves once the event is committed to the queue. */
-  record(ownerOrg: string | null, event: Resource): Promise<void> {
+  /** Resolves once the record is committed to the log. */
+  record(ownerOrg: string | null, record: unknown): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ owner: ownerOrg, content: JSON.stringify(event), resolve, reject });
-      if (!this.flushing) void this.flush();
+      this.pending.push({ owner: ownerOrg, content: JSON.stringify(record), resolve, reject });
+      if (this.flushes < this.maxFlushes) void this.flush();
     });
   }
 
   private async flush(): Promise<void> {
-    this.flushing = true;
+    this.flushes++;
     try {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0, this.maxBatch);
         try {
-          await this.db.query('INSERT INTO audit_queue (owner_org, content) SELECT * FROM unnest($1::text[], $2::text[])', [batch.map((b) => b.owner), batch.map((b) => b.content)]);
+          await this.db.query(INSERT, [batch.map((b) => b.owner), batch.map((b) => b.content)]);
           for (const b of batch) b.resolve();
         } catch (e) {
           for (const b of batch) b.reject(e);
         }
       }
     } finally {
-      this.flushing = false;
+      this.flushes--;
     }
   }
 
-  /** Turns up to `max` queued events into AuditEvent resources; returns how many. */
-  drain(max = 250): Promise<number> {
+  /** Turns up to one batch of queued records into AuditEvent resources; returns how many records. */
+  drain(): Promise<number> {
     // One drain at a time per process (others may run in other replicas).
-    this.draining ??= this.drainOnce(max).finally(() => {
+    this.draining ??= this.drainOnce().finally(() => {
       this.draining = undefined;
     });
     return this.draining;
   }
 
-  private async drainOnce(max: number): Promise<number> {
+  /** Drains until the log is empty (auditors' reads, tests, shutdown). */
+  async drainAll(): Promise<void> {
+    while ((await this.drain()) > 0);
+  }
+
+  private async drainOnce(): Promise<number> {
     return this.db.transaction(async (tx) => {
       const taken = await tx.query<{ owner_org: string | null; content: string }>(
         `DELETE FROM audit_queue WHERE seq IN (SELECT seq FROM audit_queue ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING owner_org, content`,
-        [max],
+        [this.drainBatch],
       );
       if (taken.rows.length === 0) return 0;
-      const rows = taken.rows.map((r) => newResourceRow(r.owner_org ? { organization: r.owner_org } : { system: true }, JSON.parse(r.content) as Resource));
+      const byOwner = new Map<string | null, unknown[]>();
+      const rows: CompanionRow[] = [];
+      for (const r of taken.rows) {
+        const parsed = JSON.parse(r.content) as Record<string, unknown>;
+        // Rows queued before the compact record (whole AuditEvents) are stored as they are.
+        if (parsed.resourceType === 'AuditEvent') {
+          rows.push(newResourceRow(ownerCtx(r.owner_org), parsed as unknown as Resource));
+          continue;
+        }
+        const list = byOwner.get(r.owner_org);
+        if (list) list.push(parsed);
+        else byOwner.set(r.owner_org, [parsed]);
+      }
+      for (const [owner, records] of byOwner) {
+        for (const event of this.build(records, owner)) rows.push(newResourceRow(ownerCtx(owner), event));
+      }
       await insertNewResources(tx, rows);
-      return rows.length;
+      return taken.rows.length;
     });
   }
 
@@ -86,7 +135,7 @@ export class AuditQueue {
         (n) => {
           if (this.stopped) return;
           // A full batch: there is more; go again at once.
-          this.timer = setTimeout(tick, n >= 250 ? 0 : intervalMs);
+          this.timer = setTimeout(tick, n >= this.drainBatch ? 0 : intervalMs);
           this.timer.unref();
         },
         (e: unknown) => {
@@ -107,6 +156,8 @@ export class AuditQueue {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.draining;
-    while ((await this.drain()) > 0);
+    await this.drainAll();
   }
 }
+
+const ownerCtx = (owner: string | null) => (owner ? { organization: owner } : { system: true });

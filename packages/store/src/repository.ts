@@ -9,7 +9,7 @@ import { indexResource } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
 import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
 import { insertNewResources, writeVersion } from './write.ts';
-import type { CompanionRow } from './write.ts';
+import type { AuditRow, CompanionRow } from './write.ts';
 import { searchResources } from './search.ts';
 import type { SearchResult } from './search.ts';
 
@@ -21,10 +21,10 @@ export interface RepositoryServices {
   /** Enqueues a job in the given transaction (see @tic/jobs). */
   enqueueJob?: (db: Db, task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }) => Promise<void>;
   /**
-   * Resources created together with every stored write, in the same statement (the write's
-   * AuditEvent): all or nothing, without a transaction of their own.
+   * The audit-log rows of every stored write, inserted in the same statement as the write: all or
+   * nothing, without a transaction of their own.
    */
-  companions?: (ctx: RequestContext, interaction: WriteInteraction, resource: Resource) => Resource[];
+  audit?: (ctx: RequestContext, interaction: WriteInteraction, resource: Resource) => AuditRow[];
 }
 
 export interface StoredRow {
@@ -151,14 +151,16 @@ export class Repository implements ResourceRepository {
     const lastUpdated = new Date().toISOString();
     const stored: T[] = [];
     const rows: CompanionRow[] = [];
+    const audit: AuditRow[] = [];
     for (const r of resources) {
       const resource = { ...r, id: randomUUID() } as T;
       this.services.validate?.(resource);
       const row = newResourceRow(this.ctx, resource, lastUpdated);
       stored.push(JSON.parse(row.row.content) as T);
-      rows.push(row, ...this.companionRows('create', stored[stored.length - 1], lastUpdated));
+      rows.push(row);
+      audit.push(...this.auditRows('create', stored[stored.length - 1]));
     }
-    await insertNewResources(this.db, rows);
+    await insertNewResources(this.db, rows, audit);
     return stored;
   }
 
@@ -302,16 +304,15 @@ export class Repository implements ResourceRepository {
       },
       deleting ? undefined : indexResource(stored),
       previous ? Number(previous.row.version_id) : undefined,
-      this.companionRows(interaction, stored, lastUpdated),
+      this.auditRows(interaction, stored),
     );
     if (!ok) throw new WriteConflict();
     for (const m of hooks) if (m.afterWrite) await m.afterWrite(deleting ? previous!.resource! : stored, hookCtx);
     return stored;
   }
 
-  private companionRows(interaction: WriteInteraction, stored: Resource, lastUpdated: string): CompanionRow[] {
-    const extra = this.services.companions?.(this.ctx, interaction, stored) ?? [];
-    return extra.map((r) => newResourceRow(this.ctx, r, lastUpdated));
+  private auditRows(interaction: WriteInteraction, stored: Resource): AuditRow[] {
+    return this.services.audit?.(this.ctx, interaction, stored) ?? [];
   }
 
   // ---------------------------------------------------------------- history
@@ -401,7 +402,7 @@ export class WriteConflict extends Error {
 
 /**
  * The stored form of a new resource written by the server on behalf of `ctx` (version 1, owned by
- * the acting organisation): for companions and append-only records. No validation or hooks.
+ * the acting organisation): for append-only records (AuditEvents) and bulk inserts. No validation or hooks.
  */
 export function newResourceRow(ctx: RequestContext, resource: Resource, lastUpdated = new Date().toISOString()): CompanionRow {
   const stored = { ...resource, id: resource.id ?? randomUUID(), meta: { ...resource.meta, versionId: '1', lastUpdated } } as Resource;

@@ -20,6 +20,16 @@ export interface CompanionRow {
   index: IndexRows;
 }
 
+/**
+ * A row of the audit log (table audit_queue): the compact record of an access, written in the same
+ * statement as the write it records; AuditEvent resources are built from these rows moments later
+ * (audit-queue.ts).
+ */
+export interface AuditRow {
+  ownerOrg: string | null;
+  content: string;
+}
+
 const indexTables: Array<[keyof IndexRows, string, string[]]> = [
   ['token', 'sp_token', ['system', 'value', 'display', 'grp']],
   ['string', 'sp_string', ['value', 'norm', 'grp']],
@@ -39,15 +49,15 @@ const rowColumns = 'resource_type, id, version_id, last_updated, deleted, conten
  * version must be exactly that (update). Returns false when that expectation did not hold
  * (nothing was written).
  *
- * companions: further new resources (e.g. the AuditEvent of this write) created in the same
- * statement, only if the main write succeeds: all or nothing, in one round trip.
+ * audit: the audit-log rows of this write, inserted in the same statement only if the write itself
+ * succeeds: all or nothing, in one round trip.
  */
 export async function writeVersion(
   db: Db,
   row: VersionRow,
   index: IndexRows | undefined,
   expectedVersion: number | undefined,
-  companions: CompanionRow[] = [],
+  audit: AuditRow[] = [],
 ): Promise<boolean> {
   const p: unknown[] = [row.resourceType, row.id, row.versionId, row.lastUpdated, row.deleted, row.content, row.ownerOrg, row.restricted];
   const arr = (values: unknown[]) => {
@@ -65,13 +75,13 @@ export async function writeVersion(
   }
   ctes.push(`v AS (INSERT INTO resource_version (${rowColumns})
       SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM w))`);
-  ctes.push(...insertCtes(arr, companions, 'c', 'WHERE EXISTS (SELECT 1 FROM w)'));
+  ctes.push(...auditCtes(arr, audit, 'WHERE EXISTS (SELECT 1 FROM w)'));
   for (const [key, table] of indexTables) {
     if (expectedVersion !== undefined) {
       ctes.push(`d_${key} AS (DELETE FROM ${table} WHERE resource_type = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w))`);
     }
   }
-  ctes.push(...indexCtes(arr, [{ row, index: index ?? emptyIndexRows() }, ...companions], 'WHERE EXISTS (SELECT 1 FROM w)'));
+  ctes.push(...indexCtes(arr, [{ row, index: index ?? emptyIndexRows() }], 'WHERE EXISTS (SELECT 1 FROM w)'));
   const sql = `WITH ${ctes.join(',\n')} SELECT count(*)::int AS n FROM w`;
   const r = await db.query<{ n: number }>(sql, p);
   return Number(r.rows[0]?.n ?? 0) === 1;
@@ -97,6 +107,14 @@ function insertCtes(arr: (values: unknown[]) => string, rows: CompanionRow[], na
   ];
 }
 
+/** The CTE appending audit-log rows. */
+function auditCtes(arr: (values: unknown[]) => string, audit: AuditRow[], condition: string): string[] {
+  if (audit.length === 0) return [];
+  return [
+    `a AS (INSERT INTO audit_queue (owner_org, content) SELECT * FROM unnest(${arr(audit.map((a) => a.ownerOrg))}::text[], ${arr(audit.map((a) => a.content))}::text[]) ${condition})`,
+  ];
+}
+
 /** CTEs inserting the search-index rows of several resources, one INSERT per index table. */
 function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[], condition: string): string[] {
   const ctes: string[] = [];
@@ -115,16 +133,16 @@ function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[]
 }
 
 /**
- * Inserts new resources (each version 1, ids not yet used) with their index rows in one statement.
- * Used for append-only records written in bulk (audit events); throws on an id conflict.
+ * Inserts new resources (each version 1, ids not yet used) with their index rows, and their
+ * audit-log rows, in one statement. Throws on an id conflict.
  */
-export async function insertNewResources(db: Db, rows: CompanionRow[]): Promise<void> {
-  if (rows.length === 0) return;
+export async function insertNewResources(db: Db, rows: CompanionRow[], audit: AuditRow[] = []): Promise<void> {
+  if (rows.length === 0 && audit.length === 0) return;
   const p: unknown[] = [];
   const arr = (values: unknown[]) => {
     p.push(values);
     return `$${p.length}`;
   };
-  const ctes = [...insertCtes(arr, rows, 'n', ''), ...indexCtes(arr, rows, '')];
+  const ctes = [...insertCtes(arr, rows, 'n', ''), ...indexCtes(arr, rows, ''), ...auditCtes(arr, audit, '')];
   await db.query(`WITH ${ctes.join(',\n')} SELECT 1`, p);
 }

@@ -19,7 +19,7 @@ import { referralModule } from '@tic/referral';
 import { installJobSchema } from '@tic/jobs';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
-import { auditAccess, auditEventsForWrite, auditRefusal } from './audit.ts';
+import { auditAccess, auditEventsFor, auditRefusal, auditRowsForWrite } from './audit.ts';
 import { validateOperation } from './operations/validate.ts';
 import { seedConformance } from './seed.ts';
 import { loadDemoData } from './demo.ts';
@@ -101,13 +101,13 @@ export async function createApi(deps: AppDeps): Promise<Api> {
         throw badRequest('The resource is malformed and could not be validated');
       }
     },
-    companions: auditEventsForWrite,
+    audit: auditRowsForWrite,
   };
   const systemRepository = () => new Repository(db, { system: true, baseUrl }, { ...services, modules });
   await seedConformance(systemRepository(), conformance, logger);
   if (config.demoData) await loadDemoData(systemRepository(), logger);
 
-  const auditQueue = new AuditQueue(db);
+  const auditQueue = new AuditQueue(db, { build: auditEventsFor });
   auditQueue.start(200, (e) => logger.error({ err: e }, 'audit queue drain failed'));
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
@@ -145,6 +145,16 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   app.use(auth.router);
   app.use(auth.authenticate);
   app.use(auth.rateLimit);
+  // AuditEvents are built from the audit log moments after each access; an auditor reading them
+  // sees every access recorded before the request: the log is drained first.
+  app.use('/fhir/AuditEvent', async (_req, _res, next) => {
+    try {
+      await auditQueue.drainAll();
+    } catch (e) {
+      logger.error({ err: safeError(e) }, 'audit queue drain before an AuditEvent read failed');
+    }
+    next();
+  });
   app.use(
     '/fhir',
     createFhirRouter({
@@ -169,7 +179,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       const status = statusForOutcome(err);
       if (status === 401 || status === 403) {
         const segment = req.path.split('/')[2];
-        await auditRefusal(db, (req as Request & { tic?: RequestContext }).tic, status, segment && /^[A-Z]/.test(segment) ? segment : undefined).catch((e: unknown) =>
+        await auditRefusal(auditQueue, (req as Request & { tic?: RequestContext }).tic, status, segment && /^[A-Z]/.test(segment) ? segment : undefined).catch((e: unknown) =>
           logger.error({ err: safeError(e) }, 'audit of a refused request failed'),
         );
       }
@@ -189,9 +199,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       ready = r;
     },
     systemRepository,
-    drainAudit: async () => {
-      while ((await auditQueue.drain()) > 0);
-    },
+    drainAudit: () => auditQueue.drainAll(),
     close: () => auditQueue.stop(),
   };
 }

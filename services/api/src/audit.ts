@@ -1,13 +1,14 @@
 // The audit trail: an AuditEvent for every create, read, search, update and delete of data and for
-// every refused request. Writes are audited in the write's own transaction; reads before the
-// response is sent, so none is lost on a crash.
-import type { AuditEvent, Resource } from '@medplum/fhirtypes';
+// every refused request. Each access is first a compact record in the audit log (@tic/store
+// audit-queue.ts): a write's in the write's own statement, a read's or a refusal's committed
+// before the response is sent, so none is lost on a crash. AuditEvent resources are built from
+// the records moments later (docs/decisions/0004-audit-record.md).
+import type { Resource } from '@medplum/fhirtypes';
 import type { RequestContext, WriteInteraction } from '@tic/fhir';
-import { buildAuditEvent } from '@tic/auth';
-import type { AuditAction, RestfulInteraction } from '@tic/auth';
-import type { Db } from '@tic/store';
-import { Repository } from '@tic/store';
-import type { AuditQueue } from '@tic/store';
+import { auditRecord, buildAuditEvents } from '@tic/auth';
+import type { AuditAction, AuditRecord, RestfulInteraction } from '@tic/auth';
+import type { AuditQueue, AuditRow, Db } from '@tic/store';
+import { appendAuditRows } from '@tic/store';
 
 /** Owner of audit records that belong to no client organisation (e.g. refused unauthenticated calls). */
 export const OPERATOR_ORGANIZATION = 'Organization/tic-exchange-operator';
@@ -26,30 +27,29 @@ export function patientOf(resource: Resource | undefined): string | undefined {
   return undefined;
 }
 
-function auditRepo(db: Db, ctx: RequestContext): Repository {
-  // Owned by the acting organisation, so its auditors see its own trail; written by the server.
-  return new Repository(db, auditOwner(ctx), { modules: [] });
+/** Audit records belong to the acting organisation, so its auditors see its own trail. */
+function ownerOf(ctx: RequestContext | undefined): string | null {
+  return ctx?.organization ?? null;
 }
 
-/** The AuditEvent of a write, stored in the same statement as the write itself (store companions). */
-export function auditEventsForWrite(ctx: RequestContext, interaction: WriteInteraction, resource: Resource): Resource[] {
+/** The audit-log row of a write, stored in the same statement as the write itself. */
+export function auditRowsForWrite(ctx: RequestContext, interaction: WriteInteraction, resource: Resource): AuditRow[] {
   if (resource.resourceType === 'AuditEvent' || ctx.system) return [];
-  return [
-    buildAuditEvent({
-      ctx,
-      action: actionFor[interaction],
-      interaction: interaction === 'patch' ? 'patch' : interaction,
-      resources: [`${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`],
-      patient: patientOf(resource),
-      outcome: '0',
-    }),
-  ];
+  const patient = patientOf(resource);
+  const record = auditRecord({
+    ctx,
+    action: actionFor[interaction],
+    interaction: interaction === 'patch' ? 'patch' : interaction,
+    resources: [`${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`],
+    patients: patient ? [patient] : undefined,
+    outcome: '0',
+  });
+  return [{ ownerOrg: ownerOf(ctx), content: JSON.stringify(record) }];
 }
 
 /**
- * The AuditEvent of a read or search, committed before the response is sent. Outside a
- * transaction it is queued (one narrow row; concurrent reads share one INSERT) and becomes an
- * AuditEvent resource when the queue is drained, moments later.
+ * The audit record of a read or search, committed before the response is sent: inside a
+ * transaction Bundle with the transaction, otherwise group-committed through the queue.
  */
 export async function auditAccess(
   db: Db,
@@ -61,27 +61,29 @@ export async function auditAccess(
   queue: AuditQueue,
 ): Promise<void> {
   if (ctx.system) return;
-  const patients = [...new Set(resources.map(patientOf).filter((p): p is string => !!p))];
-  const event = buildAuditEvent({
+  const search = interaction.startsWith('search');
+  const patients: string[] = [];
+  for (const r of resources) {
+    const p = patientOf(r);
+    if (p && !patients.includes(p)) patients.push(p);
+  }
+  const record = auditRecord({
     ctx,
-    action: interaction.startsWith('search') ? 'E' : 'R',
+    action: search ? 'E' : 'R',
     interaction,
-    resources: interaction.startsWith('search') ? [] : resources.map((r) => `${r.resourceType}/${r.id}`),
-    patient: patients[0],
+    resources: search ? [] : resources.map((r) => `${r.resourceType}/${r.id}`),
+    patients,
     outcome: '0',
-    searchResourceType: interaction.startsWith('search') ? resourceType : undefined,
+    searchResourceType: search ? resourceType : undefined,
     searchParameterNames: parameterNames,
   });
-  if (db.inTransaction) await auditRepo(db, ctx).create<AuditEvent>(event);
-  else await queue.record(ctx.organization ?? null, event);
+  if (db.inTransaction) await appendAuditRows(db, [{ ownerOrg: ownerOf(ctx), content: JSON.stringify(record) }]);
+  else await queue.record(ownerOf(ctx), record);
 }
 
-function auditOwner(ctx: RequestContext): RequestContext {
-  return ctx.organization ? { organization: ctx.organization, clientId: ctx.clientId } : { system: true };
-}
-
-export async function auditRefusal(db: Db, ctx: RequestContext | undefined, status: number, resourceType: string | undefined): Promise<void> {
-  const event = buildAuditEvent({
+/** The audit record of a refused request (401/403/...), committed before the refusal is sent. */
+export async function auditRefusal(queue: AuditQueue, ctx: RequestContext | undefined, status: number, resourceType: string | undefined): Promise<void> {
+  const record = auditRecord({
     ctx,
     action: 'E',
     interaction: 'operation',
@@ -91,5 +93,10 @@ export async function auditRefusal(db: Db, ctx: RequestContext | undefined, stat
     searchResourceType: resourceType,
   });
   // Unauthenticated refusals belong to the server operator: no client organisation's auditor sees them.
-  await new Repository(db, { organization: ctx?.organization ?? OPERATOR_ORGANIZATION }, { modules: [] }).create<AuditEvent>(event);
+  await queue.record(ctx?.organization ?? OPERATOR_ORGANIZATION, record);
+}
+
+/** The AuditEvents of a batch of audit records (the audit queue's drain). */
+export function auditEventsFor(records: unknown[]): Resource[] {
+  return buildAuditEvents(records as AuditRecord[]);
 }
