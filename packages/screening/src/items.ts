@@ -72,8 +72,15 @@ export function answerWeight(item: QuestionnaireItem, answer: Answer): number | 
   return option ? optionWeight(option) : undefined;
 }
 
-/** Every Questionnaire item by linkId (linkIds are unique within a Questionnaire). */
+const itemsByLinkId = new WeakMap<Questionnaire, Map<string, QuestionnaireItem>>();
+
+/**
+ * Every Questionnaire item by linkId (linkIds are unique within a Questionnaire). Built once per
+ * Questionnaire object (scoring asks for it many times per response); callers do not change it.
+ */
 export function questionnaireItemsByLinkId(q: Questionnaire): Map<string, QuestionnaireItem> {
+  const cached = itemsByLinkId.get(q);
+  if (cached) return cached;
   const map = new Map<string, QuestionnaireItem>();
   const walk = (items: QuestionnaireItem[] | undefined): void => {
     for (const item of items ?? []) {
@@ -82,6 +89,7 @@ export function questionnaireItemsByLinkId(q: Questionnaire): Map<string, Questi
     }
   };
   walk(q.item);
+  itemsByLinkId.set(q, map);
   return map;
 }
 
