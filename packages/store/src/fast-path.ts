@@ -3,13 +3,16 @@
 // "(Observation.value.ofType(Quantity))", "Task.for.where(resolve() is Patient)",
 // "Patient.telecom.where(system='email')". Walking the JSON directly is several times faster than
 // the general FHIRPath engine on the write path; anything else returns undefined and stays with
-// the engine. indexer.test.ts checks both give the same rows.
+// the engine. Composite parameters use it too: their expression ("Observation",
+// "Observation | Observation.component") picks the elements, and each component's path relative
+// to one of them ("code", "value.ofType(Quantity)") gives the parts. indexer.test.ts checks both
+// give the same rows.
 import { getDataType } from '@medplum/core';
 import type { TypedValue } from '@medplum/core';
 
 export type FastPath = (resource: Record<string, unknown>) => TypedValue[];
 
-const branchPattern = /^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)+)(?:\.ofType\(([A-Za-z]+)\))?\)?(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$/;
+const branchPattern = /^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)*)(?:\.ofType\(([A-Za-z]+)\))?\)?(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$/;
 
 interface Branch {
   path: string[];
@@ -34,6 +37,8 @@ function compileBranch(resourceType: string, text: string): Branch | undefined {
   const m = branchPattern.exec(text.trim());
   if (!m || (m[1] !== resourceType && m[1] !== 'Resource')) return undefined;
   if ((text.match(/\(/g) ?? []).length !== (text.match(/\)/g) ?? []).length) return undefined;
+  // The resource itself (a composite's expression "Observation").
+  if (!m[2]) return m[3] || m[4] || m[5] !== undefined ? undefined : { path: [], type: resourceType };
   const path = m[2].slice(1).split('.');
   let type = '';
   if (path.length === 1 && !m[3]) {
@@ -55,6 +60,26 @@ export function compileFastPath(resourceType: string, expression: string): FastP
   return (resource) => {
     const out: TypedValue[] = [];
     for (const b of branches) evaluate(resource, b, out);
+    return out;
+  };
+}
+
+const relativePattern = /^([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)*)(?:\.ofType\(([A-Za-z]+)\))?$/;
+
+/**
+ * Compiles a path relative to an element (a composite component's expression, e.g. "code",
+ * "value.ofType(DateTime) | value.ofType(Period)") into a direct evaluator, or undefined.
+ */
+export function compileRelativeFastPath(expression: string): FastPath | undefined {
+  const branches: Branch[] = [];
+  for (const text of expression.split(/\s+\|\s+/)) {
+    const m = relativePattern.exec(text.trim());
+    if (!m) return undefined;
+    branches.push({ path: m[1].split('.'), ofType: m[2], type: '' });
+  }
+  return (element) => {
+    const out: TypedValue[] = [];
+    for (const b of branches) evaluate(element, b, out);
     return out;
   };
 }

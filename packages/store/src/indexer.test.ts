@@ -78,6 +78,18 @@ const handMade: Resource[] = [
     partOf: { reference: 'Location/l0' },
     type: [{ coding: [{ system: 'urn:lt', code: 'x' }] }],
   } as Resource,
+  {
+    resourceType: 'Observation',
+    id: 'o4',
+    status: 'final',
+    code: { coding: [{ system: 'http://loinc.org', code: '101698-9' }] },
+    valuePeriod: { start: '2026-02-03' },
+    component: [
+      { code: { coding: [{ system: 'urn:c', code: 'k' }] }, valueCodeableConcept: { coding: [{ system: 'urn:v', code: 'y' }] } },
+      { code: { coding: [{ system: 'urn:c', code: 'q' }] }, valueQuantity: { value: 3 } },
+      { code: { coding: [{ system: 'urn:c', code: 'b' }] }, valueBoolean: true },
+    ],
+  } as Resource,
 ];
 
 function rowSet(rows: IndexRows): Set<string> {
@@ -111,5 +123,16 @@ describe('indexer fast path', () => {
     const o1 = indexResource(handMade[1]);
     expect(o1.quantity.some((r) => r[0] === 'combo-value-quantity' && r[1] === '120' && r[3] === 'mmHg')).toBe(true);
     expect(o1.date.some((r) => r[0] === 'date')).toBe(true);
+    // Composites: one group per match, the parts from the same element.
+    const o4 = indexResource(handMade[handMade.length - 1]);
+    const group = (code: string) => [...o4.token, ...o4.quantity, ...o4.date].filter((r) => String(r[0]).startsWith(`${code}$`));
+    const concept = group('component-code-value-concept');
+    expect(concept.map((r) => [r[0], r[2]])).toEqual([
+      ['component-code-value-concept$0', 'k'],
+      ['component-code-value-concept$1', 'y'],
+    ]);
+    expect(concept[0].at(-1)).toBe(concept[1].at(-1));
+    expect(group('combo-code-value-quantity').map((r) => r[0])).toEqual(['combo-code-value-quantity$0', 'combo-code-value-quantity$1']);
+    expect(group('code-value-date').map((r) => r[0])).toEqual(['code-value-date$0', 'code-value-date$1']);
   });
 });

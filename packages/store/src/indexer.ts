@@ -4,7 +4,7 @@ import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { FhirPathAtom, TypedValue } from '@medplum/core';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import { searchParametersFor } from '@tic/fhir';
-import { compileFastPath } from './fast-path.ts';
+import { compileFastPath, compileRelativeFastPath } from './fast-path.ts';
 import type { FastPath } from './fast-path.ts';
 
 /** Rows per index table; the optional last element `grp` groups the parts of one composite match. */
@@ -42,6 +42,8 @@ interface CompiledComponent {
   code: string;
   type: SearchParameter['type'];
   atom: FhirPathAtom;
+  /** A direct evaluator of the component's path relative to one match (fast-path.ts). */
+  fast?: FastPath;
 }
 
 /** Index codes of Location.near's coordinates (sp_number rows; one position per Location). */
@@ -116,11 +118,19 @@ export function compiledParamsFor(type: string): CompiledParam[] {
     if (!expr) continue;
     try {
       const param: CompiledParam = { code, type: sp.type, atom: parseFhirPath(expr), roots: expressionRoots(type, expr) };
-      if (sp.type !== 'composite' && sp.type !== 'special') param.fast = compileFastPath(type, expr);
+      if (sp.type !== 'special') param.fast = compileFastPath(type, expr);
       if (sp.type === 'composite') {
         const defs = compositeComponents(type, sp);
         if (!defs) continue;
-        param.components = defs.map((d, i) => ({ code: compositePartCode(code, i), type: d.type, atom: parseFhirPath(sp.component![i].expression) }));
+        param.components = defs.map((d, i) => {
+          const expression = sp.component![i].expression;
+          return { code: compositePartCode(code, i), type: d.type, atom: parseFhirPath(expression), fast: compileRelativeFastPath(expression) };
+        });
+        // Both the matches and every part direct, or none: a part's path is relative to a match.
+        if (!param.fast || param.components.some((c) => !c.fast)) {
+          delete param.fast;
+          for (const c of param.components) delete c.fast;
+        }
       }
       list.push(param);
     } catch {
@@ -131,7 +141,11 @@ export function compiledParamsFor(type: string): CompiledParam[] {
   return list;
 }
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 export function normalizeString(s: string): string {
+  // ASCII has nothing to decompose (NFD leaves it as is): only the case to fold.
+  if (ASCII.test(s)) return s.toLowerCase();
   return s.normalize('NFD').replace(/[\u0300-\u036f]/g, '').toLowerCase();
 }
 
@@ -308,7 +322,7 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
       continue;
     }
     if (p.components) {
-      grp = addComposite(rows, p.components, values, input[0], grp);
+      grp = addComposite(rows, p.components, values, input[0], grp, useFast && p.fast !== undefined);
     } else if (p.type === 'special') {
       addNear(rows, values);
     } else {
@@ -325,7 +339,9 @@ function dedupe(rows: IndexRows): IndexRows {
     if (list.length < 2) continue;
     const seen = new Set<string>();
     (rows as unknown as Record<string, unknown[][]>)[key] = list.filter((r) => {
-      const k = JSON.stringify(r);
+      // Each column holds one kind of value (text, or the grp number), so joining is exact.
+      let k = '';
+      for (const v of r) k += v === null || v === undefined ? '\u0001\u0000' : `${String(v)}\u0000`;
       if (seen.has(k)) return false;
       seen.add(k);
       return true;
@@ -340,7 +356,7 @@ function dedupe(rows: IndexRows): IndexRows {
  * for some component can never satisfy a search (every part is required) and is not stored.
  * Returns the next free group number.
  */
-function addComposite(rows: IndexRows, components: CompiledComponent[], matches: TypedValue[], resource: TypedValue, grp: number): number {
+function addComposite(rows: IndexRows, components: CompiledComponent[], matches: TypedValue[], resource: TypedValue, grp: number, direct: boolean): number {
   const variables = { '%resource': resource };
   for (const m of matches) {
     const part = emptyIndexRows();
@@ -349,7 +365,7 @@ function addComposite(rows: IndexRows, components: CompiledComponent[], matches:
       const before = countRows(part);
       let values: TypedValue[];
       try {
-        values = evalFhirPathTyped(comp.atom, [m], variables);
+        values = direct && comp.fast ? comp.fast(m.value as Record<string, unknown>) : evalFhirPathTyped(comp.atom, [m], variables);
       } catch {
         values = [];
       }
