@@ -72,7 +72,7 @@ export class AuditQueue {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0, this.maxBatch);
         try {
-          await this.db.query(INSERT, [batch.map((b) => b.owner), batch.map((b) => b.content)]);
+          await this.db.query(INSERT, [batch.map((b) => b.owner), batch.map((b) => b.content)], { prepare: true });
           for (const b of batch) b.resolve();
         } catch (e) {
           for (const b of batch) b.reject(e);

@@ -8,8 +8,17 @@ export interface QueryResult<R> {
   rowCount: number;
 }
 
+export interface QueryOptions {
+  /**
+   * A statement the server runs over and over with the same text (the write, the read by id):
+   * PostgreSQL parses and plans it once per connection (a named prepared statement), and only the
+   * parameters travel on later calls. Ignored by PGlite.
+   */
+  prepare?: boolean;
+}
+
 export interface Db {
-  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<R>>;
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
   /** Runs several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /** Runs fn in one database transaction; commits if it resolves, rolls back if it throws. */
@@ -28,6 +37,21 @@ const types = {
   },
 };
 
+// Names of prepared statements by their text. Bounded: statement texts that vary beyond this many
+// (each one is prepared on every pooled connection) are sent unnamed.
+const MAX_PREPARED = 256;
+const preparedNames = new Map<string, string>();
+
+function queryConfig(sql: string, params: unknown[] | undefined, options: QueryOptions | undefined): pg.QueryConfig {
+  if (!options?.prepare) return { text: sql, values: params, types } as pg.QueryConfig;
+  let name = preparedNames.get(sql);
+  if (name === undefined && preparedNames.size < MAX_PREPARED) {
+    name = `tic_${preparedNames.size + 1}`;
+    preparedNames.set(sql, name);
+  }
+  return { text: sql, values: params, types, name } as pg.QueryConfig;
+}
+
 class PgClientDb implements Db {
   readonly inTransaction = true;
   readonly dialect = 'postgres' as const;
@@ -35,8 +59,8 @@ class PgClientDb implements Db {
   constructor(client: pg.PoolClient) {
     this.client = client;
   }
-  async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
-    const r = await this.client.query({ text: sql, values: params, types });
+  async query<R>(sql: string, params?: unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
+    const r = await this.client.query(queryConfig(sql, params, options));
     return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
   }
   async exec(sql: string): Promise<void> {
@@ -67,8 +91,8 @@ export class PgDb implements Db {
     // An idle client's error (e.g. the server restarting) must not crash the process.
     this.pool.on('error', () => undefined);
   }
-  async query<R>(sql: string, params?: unknown[]): Promise<QueryResult<R>> {
-    const r = await this.pool.query({ text: sql, values: params, types });
+  async query<R>(sql: string, params?: unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
+    const r = await this.pool.query(queryConfig(sql, params, options));
     return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
   }
   async exec(sql: string): Promise<void> {

@@ -95,6 +95,7 @@ export class Repository implements ResourceRepository {
     const r = await this.db.query<StoredRow>(
       `SELECT content, version_id, deleted, last_updated, owner_org FROM resource r WHERE resource_type = $1 AND id = $2 AND ${vis.sql}${lock}`,
       [type, id, ...vis.params],
+      { prepare: true },
     );
     return r.rows[0];
   }

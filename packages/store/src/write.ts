@@ -83,7 +83,7 @@ export async function writeVersion(
   }
   ctes.push(...indexCtes(arr, [{ row, index: index ?? emptyIndexRows() }], 'WHERE EXISTS (SELECT 1 FROM w)'));
   const sql = `WITH ${ctes.join(',\n')} SELECT count(*)::int AS n FROM w`;
-  const r = await db.query<{ n: number }>(sql, p);
+  const r = await db.query<{ n: number }>(sql, p, { prepare: true });
   return Number(r.rows[0]?.n ?? 0) === 1;
 }
 
@@ -144,5 +144,5 @@ export async function insertNewResources(db: Db, rows: CompanionRow[], audit: Au
     return `$${p.length}`;
   };
   const ctes = [...insertCtes(arr, rows, 'n', ''), ...indexCtes(arr, rows, ''), ...auditCtes(arr, audit, '')];
-  await db.query(`WITH ${ctes.join(',\n')} SELECT 1`, p);
+  await db.query(`WITH ${ctes.join(',\n')} SELECT 1`, p, { prepare: true });
 }
