@@ -31,7 +31,7 @@ export interface ResourceRepository {
    * Creates several new resources at once (one statement where no write hooks apply to their
    * types): validated, audited and all-or-nothing like single creates.
    */
-  createMany?<T extends Resource>(resources: T[]): Promise<T[]>;
+  createMany?<T extends Resource>(resources: T[], options?: CreateManyOptions): Promise<T[]>;
   read<T extends Resource>(type: T['resourceType'], id: string): Promise<T>;
   /** Throws 412 when ifMatch (a version id) is given and stale. */
   update<T extends Resource>(resource: T, options?: UpdateOptions): Promise<T>;
@@ -54,6 +54,17 @@ export interface ResourceRepository {
   lock?(key: string): Promise<void>;
   /** Enqueue a durable background job in the same transaction (see @tic/jobs). */
   enqueueJob?(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void>;
+}
+
+export interface CreateManyOptions {
+  /**
+   * Validate each shape once: `shape` gives a resource's structure with the values that may vary
+   * masked, and only values the server built or copied from input it already validated, into
+   * elements of the same type, may be masked (e.g. a derived Observation's subject id or effective
+   * time taken from a validated QuestionnaireResponse). A resource whose shape passed validation
+   * before is stored without validating it again; undefined = validate this one.
+   */
+  shape?: (resource: Resource) => string | undefined;
 }
 
 export type WriteInteraction = 'create' | 'update' | 'patch' | 'delete';

@@ -5,10 +5,12 @@ import type {
   Coding,
   Observation,
   ObservationComponent,
+  Quantity,
   Questionnaire,
   QuestionnaireItem,
   QuestionnaireResponse,
   Reference,
+  Resource,
 } from '@medplum/fhirtypes';
 import {
   ACT_CODE,
@@ -139,4 +141,51 @@ export function buildObservations(q: Questionnaire, qr: QuestionnaireResponse, s
   }
   for (const s of scores) if (extracts(s.item) && s.item.code?.length) out.push(scoreObservation(q, qr, key, s));
   return out;
+}
+
+const LOCAL_REFERENCE = /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/;
+
+function maskReference(ref: Reference | undefined): Reference | undefined {
+  if (!ref) return undefined;
+  const out: Record<string, unknown> = { ...ref };
+  // The target type stays: it decides whether the reference is allowed here.
+  if (typeof ref.reference === 'string' && LOCAL_REFERENCE.test(ref.reference)) out.reference = `${ref.reference.split('/')[0]}/#`;
+  if (typeof ref.display === 'string') out.display = '#string';
+  return out as Reference;
+}
+
+function maskInteger(n: number | undefined): number | string | undefined {
+  return typeof n === 'number' && Number.isInteger(n) && Math.abs(n) <= 2_147_483_647 ? '#integer' : n;
+}
+
+function maskQuantity(q: Quantity | undefined): Quantity | undefined {
+  return q && typeof q.value === 'number' && Number.isFinite(q.value) ? ({ ...q, value: '#decimal' } as unknown as Quantity) : q;
+}
+
+/**
+ * The shape of an Observation built here from a stored (so validated) response, for
+ * CreateManyOptions.shape: everything but what varies from response to response, which is masked
+ * (the derived identifier's response key; subject, encounter, performer and derivedFrom ids and
+ * displays, copied from the response into Reference elements; the effective time, the response's
+ * validated dateTime `authored`; score and bound numbers; the partial-total note). Codes, systems,
+ * displays of answers and the reference types stay, so each answer option and score outcome is
+ * validated once.
+ */
+export function observationShape(resource: Resource): string | undefined {
+  if (resource.resourceType !== 'Observation') return undefined;
+  const o = resource;
+  const masked: Record<string, unknown> = {
+    ...o,
+    identifier: o.identifier?.map((i) => ({ ...i, value: i.value?.replace(/^[0-9a-f]{32}\./, '#.') })),
+    subject: maskReference(o.subject),
+    encounter: maskReference(o.encounter),
+    performer: o.performer?.map(maskReference),
+    derivedFrom: o.derivedFrom?.map(maskReference),
+    effectiveDateTime: o.effectiveDateTime === undefined ? undefined : '#dateTime',
+    valueInteger: maskInteger(o.valueInteger),
+    valueQuantity: maskQuantity(o.valueQuantity),
+    note: o.note?.map((n) => ({ ...n, text: typeof n.text === 'string' && n.text.length > 0 ? '#markdown' : n.text })),
+    component: o.component?.map((c) => ({ ...c, valueInteger: maskInteger(c.valueInteger), valueQuantity: maskQuantity(c.valueQuantity) })),
+  };
+  return JSON.stringify(masked);
 }

@@ -3,6 +3,7 @@
 import type { Observation } from '@medplum/fhirtypes';
 import type { ResourceRepository } from '@tic/fhir';
 import { identifierToken } from './identifiers.ts';
+import { observationShape } from './observations.ts';
 
 export async function upsertObservations(repo: ResourceRepository, observations: Observation[]): Promise<Observation[]> {
   // One search finds every Observation already derived (an amendment); new ones are created in
@@ -19,7 +20,13 @@ export async function upsertObservations(repo: ResourceRepository, observations:
     if (found?.id) stored[i] = await repo.update({ ...observations[i], id: found.id });
     else fresh.push(i);
   }
-  const created = repo.createMany ? await repo.createMany(fresh.map((i) => observations[i])) : await createEach(repo, fresh.map((i) => observations[i]));
+  // Built from the stored (validated) response: each shape is validated once (observationShape).
+  const created = repo.createMany
+    ? await repo.createMany(
+        fresh.map((i) => observations[i]),
+        { shape: observationShape },
+      )
+    : await createEach(repo, fresh.map((i) => observations[i]));
   fresh.forEach((index, k) => (stored[index] = created[k]));
   return stored;
 }

@@ -110,4 +110,29 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     expect([a.created, b.created].filter(Boolean)).toHaveLength(kind === 'postgres' ? 1 : 1);
     expect(a.resource.id).toBe(b.resource.id);
   });
+
+  it('createMany validates each shape once when the caller gives shapes, every resource otherwise', async () => {
+    const validated: string[] = [];
+    const validate = (r: Resource) => {
+      const gender: string = (r as Patient).gender ?? '';
+      validated.push(gender);
+      if (gender === 'bad') throw new OperationOutcomeError({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'value', diagnostics: 'bad' }] }, 400);
+    };
+    const r = new Repository(t.db, system, { modules: [], validate });
+    const patients = (genders: string[]) => genders.map((g, i) => ({ resourceType: 'Patient', gender: g, name: [{ family: `F${i}` }] }) as unknown as Patient);
+    const shape = (p: Resource) => `${(p as Patient).gender}`; // the name masked
+    await r.createMany(patients(['male', 'male', 'female']), { shape });
+    expect(validated).toEqual(['male', 'female']);
+    await r.createMany(patients(['female', 'other']), { shape });
+    expect(validated).toEqual(['male', 'female', 'other']);
+    // An invalid shape is refused (nothing stored) and checked again next time.
+    expect(await status(r.createMany(patients(['bad']), { shape }))).toBe(400);
+    expect(await status(r.createMany(patients(['bad']), { shape }))).toBe(400);
+    expect(validated.filter((g) => g === 'bad')).toHaveLength(2);
+    // Without shapes, or a shape of undefined, every resource is validated.
+    validated.length = 0;
+    await r.createMany(patients(['male', 'male']));
+    await r.createMany(patients(['male']), { shape: () => undefined });
+    expect(validated).toEqual(['male', 'male', 'male']);
+  });
 });

@@ -2,7 +2,7 @@
 // Db, with validation and domain-module write hooks run inside the write's transaction.
 import { randomUUID } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
-import type { DomainModule, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
+import type { CreateManyOptions, DomainModule, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
 import { badRequest, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
 import type { Db } from './db.ts';
 import { indexResource } from './indexer.ts';
@@ -52,6 +52,10 @@ export interface HistoryEntry {
 }
 
 const MAX_WRITE_RETRIES = 5;
+
+/** Shapes (CreateManyOptions.shape) that passed validation, per validator. */
+const validatedShapes = new WeakMap<(resource: Resource) => void, Set<string>>();
+const MAX_VALIDATED_SHAPES = 20_000;
 
 export class Repository implements ResourceRepository {
   readonly db: Db;
@@ -140,7 +144,7 @@ export class Repository implements ResourceRepository {
     return this.storeVersion(toStore, undefined, 'create');
   }
 
-  async createMany<T extends Resource>(resources: T[]): Promise<T[]> {
+  async createMany<T extends Resource>(resources: T[], options: CreateManyOptions = {}): Promise<T[]> {
     if (resources.length === 0) return [];
     if (resources.some((r) => this.needsTransaction(r.resourceType))) {
       return this.transaction(async (repo) => {
@@ -155,7 +159,7 @@ export class Repository implements ResourceRepository {
     const audit: AuditRow[] = [];
     for (const r of resources) {
       const resource = { ...r, id: randomUUID() } as T;
-      this.services.validate?.(resource);
+      this.validateShape(resource, options.shape);
       const row = newResourceRow(this.ctx, resource, lastUpdated);
       stored.push(JSON.parse(row.row.content) as T);
       rows.push(row);
@@ -163,6 +167,20 @@ export class Repository implements ResourceRepository {
     }
     await insertNewResources(this.db, rows, audit);
     return stored;
+  }
+
+  /** Validates a resource unless its shape (CreateManyOptions.shape) was validated before. */
+  private validateShape(resource: Resource, shapeOf: CreateManyOptions['shape']): void {
+    const validate = this.services.validate;
+    if (!validate) return;
+    const shape = shapeOf?.(resource);
+    if (shape === undefined) return validate(resource);
+    let shapes = validatedShapes.get(validate);
+    if (!shapes) validatedShapes.set(validate, (shapes = new Set()));
+    if (shapes.has(shape)) return;
+    validate(resource);
+    if (shapes.size >= MAX_VALIDATED_SHAPES) shapes.clear();
+    shapes.add(shape);
   }
 
   /** Conditional create: returns the existing match instead when the query finds exactly one. */
