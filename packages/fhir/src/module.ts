@@ -62,7 +62,8 @@ export interface CreateManyOptions {
    * masked, and only values the server built or copied from input it already validated, into
    * elements of the same type, may be masked (e.g. a derived Observation's subject id or effective
    * time taken from a validated QuestionnaireResponse). A resource whose shape passed validation
-   * before is stored without validating it again; undefined = validate this one.
+   * before is stored without validating it again; undefined = validate this one. It is given the
+   * resource as passed (the id the store assigns is always valid).
    */
   shape?: (resource: Resource) => string | undefined;
 }

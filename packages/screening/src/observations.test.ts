@@ -49,5 +49,7 @@ describe('observationShape', () => {
     const partial = shapes(observations(pcl, respond(pcl, uniform(20, 1, { 3: 'declined' }))));
     expect(partial[19]).not.toBe(shapes(observations(pcl, one))[20]);
     expect(observationShape({ resourceType: 'Patient' })).toBeUndefined();
+    const [o] = observations(pcl, one);
+    expect(observationShape({ ...o, id: 'a' })).toBe(observationShape({ ...o, id: 'b' }));
   });
 });

@@ -176,6 +176,7 @@ export function observationShape(resource: Resource): string | undefined {
   const o = resource;
   const masked: Record<string, unknown> = {
     ...o,
+    id: o.id === undefined ? undefined : '#id',
     identifier: o.identifier?.map((i) => ({ ...i, value: i.value?.replace(/^[0-9a-f]{32}\./, '#.') })),
     subject: maskReference(o.subject),
     encounter: maskReference(o.encounter),

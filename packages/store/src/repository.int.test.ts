@@ -129,6 +129,10 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     expect(await status(r.createMany(patients(['bad']), { shape }))).toBe(400);
     expect(await status(r.createMany(patients(['bad']), { shape }))).toBe(400);
     expect(validated.filter((g) => g === 'bad')).toHaveLength(2);
+    // The shape is taken before the store assigns the id.
+    await r.createMany(patients(['male']), { shape: (p) => JSON.stringify(p).replace(/"family":"F\d+"/, '') });
+    await r.createMany(patients(['male']), { shape: (p) => JSON.stringify(p).replace(/"family":"F\d+"/, '') });
+    expect(validated).toEqual(['male', 'female', 'other', 'bad', 'bad', 'male']);
     // Without shapes, or a shape of undefined, every resource is validated.
     validated.length = 0;
     await r.createMany(patients(['male', 'male']));

@@ -159,7 +159,8 @@ export class Repository implements ResourceRepository {
     const audit: AuditRow[] = [];
     for (const r of resources) {
       const resource = { ...r, id: randomUUID() } as T;
-      this.validateShape(resource, options.shape);
+      // The shape is the caller's resource's: the id the store assigns is always valid.
+      this.validateShape(resource, options.shape?.(r));
       const row = newResourceRow(this.ctx, resource, lastUpdated);
       stored.push(JSON.parse(row.row.content) as T);
       rows.push(row);
@@ -170,10 +171,9 @@ export class Repository implements ResourceRepository {
   }
 
   /** Validates a resource unless its shape (CreateManyOptions.shape) was validated before. */
-  private validateShape(resource: Resource, shapeOf: CreateManyOptions['shape']): void {
+  private validateShape(resource: Resource, shape: string | undefined): void {
     const validate = this.services.validate;
     if (!validate) return;
-    const shape = shapeOf?.(resource);
     if (shape === undefined) return validate(resource);
     let shapes = validatedShapes.get(validate);
     if (!shapes) validatedShapes.set(validate, (shapes = new Set()));

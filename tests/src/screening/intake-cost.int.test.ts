@@ -33,7 +33,7 @@ run('scored intake: statements per response', () => {
     await t?.close();
   });
 
-  it('a PCL-5 response with 21 Observations takes 6 statements, not one per Observation', async () => {
+  it('a PCL-5 response with 21 Observations takes 6 statements, not one per Observation, and one validation', async () => {
     const patient = await s.create<Patient>({ resourceType: 'Patient' });
     const qr = JSON.parse(readFileSync(join(repoRoot, 'fhir-profiles/examples/QuestionnaireResponse-pcl-5-clinician.json'), 'utf8')) as QuestionnaireResponse;
     delete qr.id;
@@ -45,8 +45,18 @@ run('scored intake: statements per response', () => {
     await t.api.close();
     qr.identifier = { system: 'https://ehr.example.org/screening', value: unique() };
     statements.length = 0;
+    const validator = t.api.validator;
+    const assertValid = validator.assertValid.bind(validator);
+    const validated: string[] = [];
+    validator.assertValid = (r) => {
+      validated.push(r.resourceType);
+      assertValid(r);
+    };
     const stored = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', qr), 201);
     const during = [...statements];
+    validator.assertValid = assertValid;
+    // The response is validated; its Observations' shapes were validated with the first response.
+    expect(validated).toEqual(['QuestionnaireResponse']);
     const observations = (await observationsOf(s, stored.id!)) as Observation[];
     expect(observations).toHaveLength(21);
     // BEGIN, the response, the lock on its identifier, the look-up of earlier Observations, all 21
