@@ -329,7 +329,45 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
       for (const tv of values) add(rows, p.code, p.type, tv);
     }
   }
-  return dedupe(rows);
+  return addDateHulls(dedupe(rows));
+}
+
+/**
+ * `grp` of an sp_date hull row. When a resource has several values for one date parameter, one
+ * more row under the same code spans them all: [earliest low, latest high). For every prefix but
+ * `ap` a search answers the same with or without that row (each prefix's condition holds for the
+ * hull only if it holds for one of the values: search-values.ts), so only `ap` excludes it. With
+ * it, a search bounding a parameter on both sides (`date=geA&date=ltB`, each bound satisfied by
+ * any value) has one index row per resource that must overlap [A, B): the range search over
+ * sp_date (span, low) in search-sql.ts, docs/search-plans.md.
+ */
+export const DATE_HULL_GRP = -1;
+
+function instant(v: string): number {
+  return v === '-infinity' ? -Infinity : v === 'infinity' ? Infinity : Date.parse(v);
+}
+
+function addDateHulls(rows: IndexRows): IndexRows {
+  if (rows.date.length < 2) return rows;
+  const byCode = new Map<string, Array<[string, string]>>();
+  for (const [code, low, high, grp] of rows.date) {
+    if (grp !== undefined) continue; // composite parts are never searched as ranges
+    const list = byCode.get(code);
+    if (list) list.push([low, high]);
+    else byCode.set(code, [[low, high]]);
+  }
+  for (const [code, values] of byCode) {
+    if (values.length < 2) continue;
+    let [low, high] = values[0];
+    for (const [l, h] of values) {
+      if (instant(l) < instant(low)) low = l;
+      if (instant(h) > instant(high)) high = h;
+    }
+    // A value that already spans the others is its own hull.
+    if (values.some(([l, h]) => instant(l) === instant(low) && instant(h) === instant(high))) continue;
+    rows.date.push([code, low, high, DATE_HULL_GRP]);
+  }
+  return rows;
 }
 
 /** Drops duplicate rows (e.g. a name part that appears twice): they add write cost and nothing else. */

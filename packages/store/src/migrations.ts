@@ -157,6 +157,39 @@ CREATE TABLE audit_queue (
 );
 `,
   },
+  {
+    version: 7,
+    name: 'search: date ranges by span class, hull rows for multi-valued date parameters',
+    // A date search bounded on both sides (date=geA&date=ltB, ap, eq) is an interval-overlap
+    // query (high > A AND low < B) that no single btree range serves. Every sp_date row gets a
+    // span class (high - low at most 1 s, 1 min, 1 h, 1 day, 32 days, 367 days, 10, 100, 1000,
+    // 10000 years; 99 longer or open); within class i, high > A implies low > A - span_i, so the
+    // overlap is one range scan of (resource_type, code, span, low) per class (search-sql.ts,
+    // DATE_SPAN_SECONDS must list the same bounds). Hull rows (grp -1, indexer.ts) give a resource
+    // with several values for a parameter one row spanning them all; existing ones are added here.
+    sql: `
+ALTER TABLE sp_date ADD COLUMN span smallint GENERATED ALWAYS AS (CASE
+  WHEN low = '-infinity' OR high = 'infinity' THEN 99
+  WHEN high - low <= interval '1 second' THEN 0
+  WHEN high - low <= interval '60 seconds' THEN 1
+  WHEN high - low <= interval '3600 seconds' THEN 2
+  WHEN high - low <= interval '86400 seconds' THEN 3
+  WHEN high - low <= interval '32 days' THEN 4
+  WHEN high - low <= interval '367 days' THEN 5
+  WHEN high - low <= interval '3660 days' THEN 6
+  WHEN high - low <= interval '36600 days' THEN 7
+  WHEN high - low <= interval '366000 days' THEN 8
+  WHEN high - low <= interval '3660000 days' THEN 9
+  ELSE 99 END) STORED;
+CREATE INDEX sp_date_span_idx ON sp_date (resource_type, code, span, low) INCLUDE (high, last_updated, id);
+INSERT INTO sp_date (resource_type, id, code, low, high, last_updated, grp)
+SELECT h.resource_type, h.id, h.code, h.low, h.high, h.last_updated, -1
+FROM (SELECT resource_type, id, code, min(low) AS low, max(high) AS high, max(last_updated) AS last_updated
+      FROM sp_date WHERE grp IS NULL GROUP BY resource_type, id, code HAVING count(*) > 1) h
+WHERE NOT EXISTS (SELECT 1 FROM sp_date x WHERE x.resource_type = h.resource_type AND x.id = h.id AND x.code = h.code
+                  AND x.grp IS NULL AND x.low = h.low AND x.high = h.high);
+`,
+  },
 ];
 
 export async function migrate(db: Db): Promise<number[]> {

@@ -9,7 +9,7 @@
 import type { RequestContext } from '@tic/fhir';
 import type { VisibilityRule } from './access.ts';
 import { visibilityPredicate } from './access.ts';
-import { compositeComponents, compositePartCode, NEAR_LAT, NEAR_LONG, normalizeString } from './indexer.ts';
+import { compositeComponents, compositePartCode, DATE_HULL_GRP, NEAR_LAT, NEAR_LONG, normalizeString } from './indexer.ts';
 import type { Filter } from './search-query.ts';
 import { compositeParts, parseNear } from './search-query.ts';
 import type { Prefix } from './search-values.ts';
@@ -114,8 +114,9 @@ function dateCondition(c: SqlContext, value: string): string {
   const [prefix, v] = splitPrefix(value);
   const range = searchDateRange(prefix, v, c.now)!;
   // Bind only the bounds the condition uses (PostgreSQL rejects untyped unused parameters).
-  const cond = rangeCondition(prefix, 'x.low', 'x.high', 'PL', 'PH');
-  return bindBounds(c, cond, range);
+  const cond = bindBounds(c, rangeCondition(prefix, 'x.low', 'x.high', 'PL', 'PH'), range);
+  // A hull row (indexer.ts) overlaps whatever lies between its resource's values: not a value.
+  return prefix === 'ap' ? `${cond} AND x.grp IS DISTINCT FROM ${DATE_HULL_GRP}` : cond;
 }
 
 function bindBounds(c: SqlContext, cond: string, range: [string, string]): string {
@@ -344,7 +345,8 @@ export function pickDriver(filters: Filter[]): number {
   let best = -1;
   let bestRank = Infinity;
   filters.forEach((f, i) => {
-    const r = driverRank(f);
+    // An open date bound with a bound on the other side (date=geA&date=ltB) is a bounded range.
+    const r = f.kind === 'param' && f.sp.type === 'date' && dateWindow(filters, i) ? 5 : driverRank(f);
     if (r !== undefined && r < bestRank) {
       best = i;
       bestRank = r;
@@ -359,11 +361,16 @@ export function pickDriver(filters: Filter[]): number {
  * narrow the walk. With an equality on the leading index columns this is a backward or forward
  * index-only scan that stops once the page is full.
  */
-export function driverSql(c: SqlContext, type: string, f: Filter, extra: (x: string) => string[], desc: boolean): string {
+export function driverSql(c: SqlContext, type: string, f: Filter, extra: (x: string) => string[], desc: boolean, win?: DateWindow): string {
   if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
-  const parts = indexParts(c, f)!;
   const conds = [`x.resource_type = ${c.sql.p(type)}`];
-  if (parts.every((p) => p.code === parts[0].code)) {
+  // Binds parameters: only when used.
+  const parts = win ? [{ table: 'sp_date', code: win.code, cond: '' }] : indexParts(c, f)!;
+  if (win) {
+    // Only walked when the window holds more than a few thousand rows (search.ts): hide its bounds
+    // from the planner's index choice, which would otherwise often sort them all for one page.
+    conds.push(`x.code = ${c.sql.p(win.code)}`, `(${windowConditions(c, win, f).join(' AND ')}) IS TRUE`);
+  } else if (parts.every((p) => p.code === parts[0].code)) {
     conds.push(`x.code = ${c.sql.p(parts[0].code)}`);
     const alts = parts.map((p) => p.cond).filter(Boolean);
     if (alts.length === parts.length) conds.push(or(alts.map((a) => (alts.length > 1 ? `(${a})` : a))));
@@ -373,6 +380,116 @@ export function driverSql(c: SqlContext, type: string, f: Filter, extra: (x: str
   conds.push(...extra('x'));
   const dir = desc ? 'DESC' : 'ASC';
   return `SELECT DISTINCT x.last_updated, x.id FROM ${parts[0].table} x WHERE ${conds.join(' AND ')} ORDER BY x.last_updated ${dir}, x.id ${dir}`;
+}
+
+/**
+ * Upper bounds in seconds of the sp_date.span classes 0-9 (migration 7: class i holds the rows
+ * with high - low at most DATE_SPAN_SECONDS[i]); class OPEN_SPAN holds longer and open ranges.
+ */
+export const DATE_SPAN_SECONDS = [1, 60, 3600, 86400, 32 * 86400, 367 * 86400, 3660 * 86400, 36600 * 86400, 366000 * 86400, 3660000 * 86400];
+const OPEN_SPAN = 99;
+/** 0001-01-01T00:00:00Z: FHIR instants start here, so an earlier lower bound bounds nothing. */
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00Z');
+
+/**
+ * The date filters of one parameter that together bound it on both sides. Every resource they
+ * match has an sp_date row of that code with high > lo and low < hi: a value, when it has one
+ * value, or else its hull row (indexer.ts), which spans a value satisfying each filter.
+ */
+export interface DateWindow {
+  code: string;
+  lo: string;
+  hi: string;
+  /** Indexes of those filters in the search's filter list. */
+  filters: number[];
+  /**
+   * One filter without `ap`: the rows in the window that also meet its condition are exactly its
+   * matches, so the search need not probe it again. Otherwise the rows are candidates (a hull
+   * row is in the window whenever its resource can match) and every filter is probed.
+   */
+  exact: boolean;
+}
+
+/** The [lo, hi) that a value matched by this prefix and search range [pl, ph) overlaps (ranges are never empty). */
+function valueWindow(prefix: Prefix, pl: number, ph: number): [number, number] {
+  switch (prefix) {
+    case 'eq':
+    case 'ap':
+      return [pl, ph];
+    case 'gt':
+    case 'sa':
+      return [ph, Infinity];
+    case 'ge':
+      return [pl, Infinity];
+    case 'lt':
+    case 'eb':
+      return [-Infinity, pl];
+    case 'le':
+      return [-Infinity, ph];
+    default:
+      return [-Infinity, Infinity]; // ne
+  }
+}
+
+/**
+ * The window of filters[driver]'s date parameter over all filters on it (AND: the intersection of
+ * each filter's window; OR values: their union), or undefined when it is open on either side.
+ */
+export function dateWindow(filters: Filter[], driver: number, now?: number): DateWindow | undefined {
+  const f = filters[driver];
+  if (f?.kind !== 'param' || f.sp.type !== 'date' || f.modifier) return undefined;
+  let lo = -Infinity;
+  let hi = Infinity;
+  const members: number[] = [];
+  filters.forEach((g, i) => {
+    if (g.kind !== 'param' || g.sp.type !== 'date' || g.code !== f.code || g.modifier) return;
+    members.push(i);
+    let glo = Infinity;
+    let ghi = -Infinity;
+    for (const v of g.values) {
+      const [prefix, d] = splitPrefix(v);
+      const r = searchDateRange(prefix, d, now);
+      const [a, b] = r ? valueWindow(prefix, Date.parse(r[0]), Date.parse(r[1])) : [-Infinity, Infinity];
+      glo = Math.min(glo, a);
+      ghi = Math.max(ghi, b);
+    }
+    lo = Math.max(lo, glo);
+    hi = Math.min(hi, ghi);
+  });
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return undefined;
+  const exact = members.length === 1 && !f.values.some((v) => splitPrefix(v)[0] === 'ap');
+  return { code: f.code, lo: new Date(lo).toISOString(), hi: new Date(hi).toISOString(), filters: members, exact };
+}
+
+/** The window's conditions over sp_date alias x, with the filter's own when the window is exact. */
+function windowConditions(c: SqlContext, win: DateWindow, f: Extract<Filter, { kind: 'param' }>): string[] {
+  const { sql } = c;
+  const conds = [`x.high > ${sql.p(win.lo)}::timestamptz`, `x.low < ${sql.p(win.hi)}::timestamptz`];
+  if (win.exact) {
+    const alts = indexParts(c, f)!.map((p) => p.cond);
+    conds.push(or(alts.map((a) => (alts.length > 1 ? `(${a})` : a))));
+  }
+  return conds;
+}
+
+/**
+ * The (last_updated, id) of the sp_date rows in a date window, unordered and with duplicates: one
+ * index range scan of sp_date (resource_type, code, span, low) per span class, since a row of class
+ * i with high > lo has low > lo - DATE_SPAN_SECONDS[i]. Reads about as many index rows as there
+ * are candidates, wherever the window lies; `extra` narrows them (keyset, _lastUpdated).
+ */
+export function dateCandidatesSql(c: SqlContext, type: string, f: Filter, win: DateWindow, extra: (x: string) => string[]): string {
+  if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
+  const { sql } = c;
+  const conds = [`x.resource_type = ${sql.p(type)}`, `x.code = ${sql.p(win.code)}`, ...windowConditions(c, win, f), ...extra('x')];
+  const base = `SELECT x.last_updated, x.id FROM sp_date x WHERE ${conds.join(' AND ')}`;
+  const lo = Date.parse(win.lo);
+  const arms = DATE_SPAN_SECONDS.map((seconds, i) => {
+    const floor = lo - seconds * 1000;
+    return `${base} AND x.span = ${i}` + (floor > FIRST_INSTANT ? ` AND x.low > ${sql.p(new Date(floor).toISOString())}::timestamptz` : '');
+  });
+  arms.push(`${base} AND x.span = ${OPEN_SPAN}`);
+  return arms.join(' UNION ALL ');
 }
 
 /** A _lastUpdated filter over a last_updated column (the resource's, or an index row's copy). */

@@ -14,7 +14,7 @@ import { loadIncludes, MAX_INCLUDED } from './search-include.ts';
 import type { ParsedQuery, SummaryMode } from './search-query.ts';
 import { parseQuery } from './search-query.ts';
 import type { SqlContext } from './search-sql.ts';
-import { driverSql, filterSql, lastUpdatedSql, pickDriver, Sql, visibilitySql } from './search-sql.ts';
+import { dateCandidatesSql, dateWindow, driverSql, filterSql, lastUpdatedSql, pickDriver, Sql, visibilitySql } from './search-sql.ts';
 
 export { DEFAULT_COUNT, MAX_COUNT } from './search-query.ts';
 export { applyElements, summarize, SUBSETTED } from './search-elements.ts';
@@ -49,11 +49,20 @@ export interface SearchResult {
 /** Above this many matches `_total=estimate` stops counting and uses the planner's estimate. */
 export const ESTIMATE_COUNT_CAP = 10_000;
 
+/**
+ * Most index rows gathered for a date window before its page is found by the ordered walk
+ * instead: sorting a few thousand candidates costs about what walking to a page costs when the
+ * window holds that many matches.
+ */
+export const CANDIDATE_CAP = 2000;
+
 export interface SearchOptions {
   /** Prefer: handling=strict — unknown or malformed parameters answer 400 instead of warnings. */
   strict?: boolean;
   /** Fixed "now" for ap date ranges (tests). */
   now?: number;
+  /** Overrides CANDIDATE_CAP (tests of the walk that takes over from gathering). */
+  candidateCap?: number;
 }
 
 export async function searchResources(
@@ -67,7 +76,8 @@ export async function searchResources(
   const options = typeof strictOrOptions === 'boolean' ? { strict: strictOrOptions } : strictOrOptions;
   if (!type) throw badRequest('System-level search needs a resource type');
   const q = parseQuery(type, query, options.strict ?? false);
-  const base = { ctx, rules, baseUrl: ctx.baseUrl, now: options.now };
+  // One "now" for the whole search: ap ranges and date windows (search-sql.ts) must agree.
+  const base = { ctx, rules, baseUrl: ctx.baseUrl, now: options.now ?? Date.now() };
 
   const where = (sql: Sql, skip = -1, alias = 'r'): string => {
     const c: SqlContext = { ...base, sql };
@@ -90,10 +100,14 @@ export async function searchResources(
   if (q.elements) result.elements = q.elements;
 
   const countDriver = pickDriver(q.filters);
+  const countWin = countDriver >= 0 ? dateWindow(q.filters, countDriver, base.now) : undefined;
   const countFrom: CountFrom = (sql) => {
     if (countDriver < 0) return `resource r WHERE ${where(sql)}`;
-    const d = driverSql({ ...base, sql }, type, q.filters[countDriver], () => [], false);
-    return `(${d}) d CROSS JOIN LATERAL (SELECT 1 FROM resource r WHERE r.id = d.id AND ${where(sql, countDriver, 'd')} OFFSET 0) r`;
+    const c: SqlContext = { ...base, sql };
+    const d = countWin
+      ? `SELECT DISTINCT dc.last_updated, dc.id FROM (${dateCandidatesSql(c, type, q.filters[countDriver], countWin, () => [])}) dc`
+      : driverSql(c, type, q.filters[countDriver], () => [], false);
+    return `(${d}) d CROSS JOIN LATERAL (SELECT 1 FROM resource r WHERE r.id = d.id AND ${where(sql, countWin && !countWin.exact ? -1 : countDriver, 'd')} OFFSET 0) r`;
   };
 
   if (q.summary === 'count' || q.count === 0) {
@@ -101,8 +115,7 @@ export async function searchResources(
     return result;
   }
 
-  const sql = new Sql();
-  const plan = orderPlan(sql, type, q.sort);
+  const plan = orderPlan(new Sql(), type, q.sort);
   let cursor: Cursor | undefined;
   if (q.cursor) {
     try {
@@ -113,15 +126,28 @@ export async function searchResources(
     }
   }
   const reverse = cursor?.direction === 'p';
-  const keyCols = plan.keys.map((k, i) => `(${k.expr})::text AS k${i}`).join(', ');
-  const page = ` LIMIT ${sql.p(q.count + 1)}` + (cursor || result.offset === 0 ? '' : ` OFFSET ${sql.p(result.offset)}`);
   // Sorted by _lastUpdated (the default): drive the search from the index rows of its narrowest
   // filter in last_updated order (search-plans.md), the cursor and _lastUpdated bounds applied
   // to that walk; the resource row is read only for candidates, with every other filter and the
   // visibility rule checked on it as before.
   const driver = plan.signature === '_lastUpdated' || plan.signature === '-_lastUpdated' ? pickDriver(q.filters) : -1;
-  let text: string;
-  if (driver >= 0) {
+  // A date parameter bounded on both sides: its rows in the window are gathered by span class and
+  // sorted (few, wherever the window lies), unless there are more than CANDIDATE_CAP of them; then
+  // the walk in last_updated order finds a page sooner. Unless the window is exact (one filter, no
+  // ap) its rows are candidates and every filter is still probed.
+  const win = driver >= 0 ? dateWindow(q.filters, driver, base.now) : undefined;
+  const skip = win && !win.exact ? -1 : driver;
+  const cap = options.candidateCap ?? CANDIDATE_CAP;
+  const pageQuery = (gather: boolean): { text: string; params: unknown[] } => {
+    const sql = new Sql();
+    const plan = orderPlan(sql, type, q.sort);
+    const keyCols = plan.keys.map((k, i) => `(${k.expr})::text AS k${i}`).join(', ');
+    const page = ` LIMIT ${sql.p(q.count + 1)}` + (cursor || result.offset === 0 ? '' : ` OFFSET ${sql.p(result.offset)}`);
+    if (driver < 0) {
+      const conds = [where(sql)];
+      if (cursor) conds.push(keysetSql(sql, plan, cursor.values, reverse));
+      return { text: `SELECT r.content, ${keyCols} FROM resource r ${plan.joins.join(' ')} WHERE ${conds.join(' AND ')} ORDER BY ${orderBySql(plan, reverse)}${page}`, params: sql.params };
+    }
     const c: SqlContext = { ...base, sql };
     const desc = plan.keys[0].desc !== reverse;
     const on = (alias: string): OrderPlan => ({ ...plan, keys: plan.keys.map((k) => ({ ...k, expr: k.expr.replace(/^r\./, `${alias}.`) })) });
@@ -129,19 +155,30 @@ export async function searchResources(
       ...(cursor ? [keysetSql(sql, on(x), cursor.values, reverse)] : []),
       ...q.filters.flatMap((f) => (f.kind === 'lastUpdated' ? [lastUpdatedSql(c, f, `${x}.last_updated`)] : [])),
     ];
-    const d = driverSql(c, type, q.filters[driver], extra, desc);
+    const dir = desc ? 'DESC' : 'ASC';
+    const d =
+      win && gather
+        ? `SELECT DISTINCT dc.last_updated, dc.id FROM dc WHERE (SELECT count(*) FROM dc) <= ${sql.p(cap)} ORDER BY dc.last_updated ${dir}, dc.id ${dir}`
+        : driverSql(c, type, q.filters[driver], extra, desc, win);
     // LATERAL … OFFSET 0 keeps the walk in order: PostgreSQL would otherwise often intersect the
     // full match sets by hash and sort them, which costs the organisation's whole history. The
     // other filters test d.id, so they run as index-only probes before the resource row is read.
-    text =
+    const text =
       `SELECT r.content, ${keyCols} FROM (${d}) d CROSS JOIN LATERAL (SELECT r.content, r.last_updated, r.id FROM resource r` +
-      ` WHERE r.id = d.id AND ${where(sql, driver, 'd')} OFFSET 0) r ORDER BY ${orderBySql(on('d'), reverse)}${page}`;
-  } else {
-    const conds = [where(sql)];
-    if (cursor) conds.push(keysetSql(sql, plan, cursor.values, reverse));
-    text = `SELECT r.content, ${keyCols} FROM resource r ${plan.joins.join(' ')} WHERE ${conds.join(' AND ')} ORDER BY ${orderBySql(plan, reverse)}${page}`;
+      ` WHERE r.id = d.id AND ${where(sql, skip, 'd')} OFFSET 0) r ORDER BY ${orderBySql(on('d'), reverse)}${page}`;
+    if (!(win && gather)) return { text, params: sql.params };
+    // The candidates are gathered once (at most CANDIDATE_CAP + 1); past the cap the page is
+    // empty and a row of NULLs says so.
+    const gathered = `dc AS MATERIALIZED (${dateCandidatesSql(c, type, q.filters[driver], win, extra)} LIMIT ${sql.p(cap + 1)})`;
+    const nulls = plan.keys.map(() => ', NULL').join('');
+    return { text: `WITH ${gathered} (${text}) UNION ALL SELECT NULL${nulls} WHERE (SELECT count(*) FROM dc) > ${sql.p(cap)}`, params: sql.params };
+  };
+  let pq = pageQuery(true);
+  let r = await db.query<Record<string, string | null>>(pq.text, pq.params);
+  if (win && r.rows.some((row) => row.content === null)) {
+    pq = pageQuery(false);
+    r = await db.query<Record<string, string | null>>(pq.text, pq.params);
   }
-  const r = await db.query<Record<string, string | null>>(text, sql.params);
   const more = r.rows.length > q.count;
   let rows = more ? r.rows.slice(0, q.count) : r.rows;
   if (reverse) rows = rows.reverse();
