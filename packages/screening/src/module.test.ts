@@ -206,6 +206,34 @@ describe('screeningModule hooks', () => {
     expect(repo.all('Task')).toHaveLength(1);
   });
 
+  it('cancels the open follow-up Task when an amendment turns the screen negative, and opens it again when positive', async () => {
+    const first = await write(module, repo, positive());
+    const [task] = repo.all<Task>('Task');
+    expect(task.status).toBe('requested');
+    const negative: QuestionnaireResponse = { ...first, status: 'amended', item: respond(pc, { exposure: YES, ...uniform(5, 0, { 1: 1 }) }).item };
+    await write(module, repo, negative);
+    const cancelled = repo.all<Task>('Task');
+    expect(cancelled).toHaveLength(1);
+    expect(cancelled[0]).toMatchObject({ id: task.id, status: 'cancelled', statusReason: { text: 'The amended screening result no longer meets the cut-off' } });
+    expect((await repo.history('Task', task.id as string)).map((t) => t.status)).toEqual(['requested', 'cancelled']);
+    // Negative again: nothing more; positive again: the same Task, requested again.
+    await write(module, repo, { ...negative });
+    expect(await repo.history('Task', task.id as string)).toHaveLength(2);
+    await write(module, repo, { ...first, status: 'amended' });
+    expect(repo.all<Task>('Task').map((t) => [t.id, t.status])).toEqual([[task.id, 'requested']]);
+  });
+
+  it('leaves a follow-up that was started, and an indeterminate amendment, alone', async () => {
+    const first = await write(module, repo, positive());
+    const [task] = repo.all<Task>('Task');
+    // Indeterminate (2 Yes and a declined item): it may still be positive, so the Task stays open.
+    await write(module, repo, { ...first, status: 'amended', item: respond(pc, { exposure: YES, ...uniform(5, 0, { 1: 1, 2: 1, 3: 'declined' }) }).item });
+    expect(repo.all<Task>('Task')[0].status).toBe('requested');
+    await repo.update({ ...task, status: 'in-progress' });
+    await write(module, repo, { ...first, status: 'amended', item: respond(pc, { exposure: NO }).item });
+    expect(repo.all<Task>('Task').map((t) => t.status)).toEqual(['in-progress']);
+  });
+
   it('marks the Observations entered-in-error when the response is', async () => {
     const first = await write(module, repo, positive());
     await write(module, repo, { ...first, status: 'entered-in-error' });

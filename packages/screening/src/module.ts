@@ -64,7 +64,9 @@ async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: Wr
     const observation = byIdentifier.get(derivedIdentifier(OBSERVATION_IDENTIFIER_SYSTEM, key, result.linkId).value ?? '');
     return observation ? [{ result, observation }] : [];
   });
-  await runProtocol(ctx.repo, { q, qr: resource, organization: screening.organization, now: runtime.now() }, protocolsFor(screening.settings, q), results);
+  // Re-scored: an amendment, or Observations of this response already there (a re-posted identifier).
+  const rescored = ctx.interaction !== 'create' || stored.some((o) => o.meta?.versionId !== undefined && o.meta.versionId !== '1');
+  await runProtocol(ctx.repo, { q, qr: resource, organization: screening.organization, now: runtime.now(), rescored }, protocolsFor(screening.settings, q), results);
 }
 
 export interface ScreeningModuleOptions {

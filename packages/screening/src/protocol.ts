@@ -25,7 +25,15 @@ export interface ProtocolContext {
   /** Organization/{id} whose configuration applies; default Task owner. */
   organization?: string;
   now: Date;
+  /**
+   * The response was scored before (an amendment, or a re-posted identifier): a result that is now
+   * negative closes the follow-up the earlier result opened.
+   */
+  rescored?: boolean;
 }
+
+/** Why a follow-up Task was cancelled when an amendment turned its result negative. */
+export const NO_LONGER_MEETS_CUTOFF = 'The amended screening result no longer meets the cut-off';
 
 const outcomeWord = { POS: 'Positive', IND: 'Indeterminate' } as const;
 
@@ -88,11 +96,31 @@ async function createOnce<T extends Task | Condition>(repo: ResourceRepository, 
   const identifier = resource.identifier?.[0];
   if (!identifier) return undefined;
   const existing = await repo.search<T>(resource.resourceType, { identifier: identifierToken(identifier) });
-  if (existing.length > 0) return undefined;
-  return repo.create(resource);
+  if (existing.length === 0) return repo.create(resource);
+  // A follow-up closed because an amendment turned the result negative opens again (a new version)
+  // when a later amendment makes it positive or indeterminate again.
+  const closed = existing.find((r): r is T & Task => r.resourceType === 'Task' && r.status === 'cancelled' && r.statusReason?.text === NO_LONGER_MEETS_CUTOFF);
+  if (closed) return repo.update({ ...resource, id: closed.id } as T);
+  return undefined;
 }
 
-/** Runs the protocols for the scored results; returns what it created (nothing when it ran before). */
+/** Cancels the unstarted follow-up Task of a result that an amendment turned negative. */
+async function closeFollowUp(repo: ResourceRepository, key: string, result: ScoreResult): Promise<Task[]> {
+  const identifier = derivedIdentifier(TASK_IDENTIFIER_SYSTEM, key, result.linkId);
+  const changed: Task[] = [];
+  for (const task of await repo.search<Task>('Task', { identifier: identifierToken(identifier) })) {
+    if (!NOT_STARTED.has(task.status)) continue;
+    changed.push(await repo.update<Task>({ ...task, status: 'cancelled', statusReason: { text: NO_LONGER_MEETS_CUTOFF } }));
+  }
+  return changed;
+}
+
+/**
+ * Runs the protocols for the scored results; returns what it created or changed (nothing when it
+ * ran before). On a re-scored response, a result now negative cancels its unstarted follow-up Task
+ * (history kept; a Task in progress is left to the people working on it, and the health concern
+ * stays as recorded), and a Task cancelled so opens again if the result turns positive again.
+ */
 export async function runProtocol(
   repo: ResourceRepository,
   ctx: ProtocolContext,
@@ -100,7 +128,13 @@ export async function runProtocol(
   results: { result: ScoreResult; observation: Observation }[],
 ): Promise<Resource[]> {
   const created: Resource[] = [];
+  const key = responseKey(ctx.qr);
   for (const { result, observation } of results) {
+    if (ctx.rescored && key && result.interpretation === 'NEG') {
+      // Only a clearly negative result closes it: an indeterminate one may still be positive.
+      created.push(...(await closeFollowUp(repo, key, result)));
+      continue;
+    }
     const protocol = protocolForResult(protocols, ctx.q, result);
     if (!protocol) continue;
     const { task, condition } = buildProtocolResources(protocol, ctx, result, observation);

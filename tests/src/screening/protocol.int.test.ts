@@ -262,6 +262,34 @@ describe('positive-screen protocol', () => {
   });
 });
 
+describe('an amendment that turns a positive screen negative', () => {
+  it('cancels the open follow-up Task (history kept) and leaves the health concern as recorded; positive again opens the same Task', async () => {
+    const subject = await newPatient(s);
+    const qr = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', response(qs['pc-ptsd-5'], FOUR_OF_FIVE, { subject: { reference: subject } })), 201);
+    const [task] = (await storedFor(subject)).tasks;
+    expect(task.status).toBe('requested');
+    const amend = (answers: Record<string, Spec>) => ({ ...response(qs['pc-ptsd-5'], answers), id: qr.id, subject: qr.subject, status: 'amended' as const });
+    await ok(await s.put(`QuestionnaireResponse/${qr.id}`, amend({ exposure: YES, q1: 1, q2: 0, q3: 0, q4: 0, q5: 0 })));
+    const after = await storedFor(subject);
+    expect(interpretationOf(scoreOf(after.observations, '102017-1'))).toBe('NEG');
+    expect(after.tasks.map((x) => [x.id, x.status, x.statusReason?.text])).toEqual([[task.id, 'cancelled', 'The amended screening result no longer meets the cut-off']]);
+    expect(after.conditions.map((c) => c.verificationStatus?.coding?.[0].code)).toEqual(['unconfirmed']);
+    const history = await system().history<Task>('Task', task.id!);
+    expect(history.map((x) => x.status)).toEqual(['cancelled', 'requested']);
+    await ok(await s.put(`QuestionnaireResponse/${qr.id}`, amend(FOUR_OF_FIVE)));
+    expect((await storedFor(subject)).tasks.map((x) => [x.id, x.status])).toEqual([[task.id, 'requested']]);
+  });
+
+  it('leaves a follow-up that someone has started', async () => {
+    const subject = await newPatient(s);
+    const qr = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', response(qs['pc-ptsd-5'], FOUR_OF_FIVE, { subject: { reference: subject } })), 201);
+    const [task] = (await storedFor(subject)).tasks;
+    await system().update<Task>({ ...task, status: 'in-progress' });
+    await ok(await s.put(`QuestionnaireResponse/${qr.id}`, { ...response(qs['pc-ptsd-5'], { exposure: NO }), id: qr.id, subject: qr.subject, status: 'amended' }));
+    expect((await storedFor(subject)).tasks.map((x) => x.status)).toEqual(['in-progress']);
+  });
+});
+
 describe('a response entered in error', () => {
   it('retracts its Observations, cancels the unstarted follow-up Task and withdraws the health concern', async () => {
     const subject = await newPatient(s);
