@@ -215,7 +215,7 @@ describe('screeningModule hooks', () => {
     const cancelled = repo.all<Task>('Task');
     expect(cancelled).toHaveLength(1);
     expect(cancelled[0]).toMatchObject({ id: task.id, status: 'cancelled', statusReason: { text: 'The amended screening result no longer meets the cut-off' } });
-    expect((await repo.history('Task', task.id as string)).map((t) => t.status)).toEqual(['requested', 'cancelled']);
+    expect((await repo.history<Task>('Task', task.id as string)).map((t) => t.status)).toEqual(['requested', 'cancelled']);
     // Negative again: nothing more; positive again: the same Task, requested again.
     await write(module, repo, { ...negative });
     expect(await repo.history('Task', task.id as string)).toHaveLength(2);
