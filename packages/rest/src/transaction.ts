@@ -133,26 +133,33 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
       const refMap = new Map<string, string>();
       const existing = new Map<number, Resource>();
       const fullUrls = new Set<string>();
+      const creates: number[] = [];
       for (let i = 0; i < requests.length; i++) {
-        const req = requests[i];
         const fullUrl = entries[i].fullUrl;
         if (fullUrl) {
           if (fullUrls.has(fullUrl)) throw badRequest(`Duplicate fullUrl ${fullUrl}`, `Bundle.entry[${i}].fullUrl`);
           fullUrls.add(fullUrl);
         }
-        if (req.method !== 'POST' || req.path.includes('/') || req.path === '') continue;
-        const type = req.path;
-        let id: string = randomUUID();
-        if (req.ifNoneExist) {
-          const matches = await tx.searchByQueryString(type, req.ifNoneExist, 2);
-          if (matches.length > 1) throw entryError(i, multipleMatches(`If-None-Exist matched ${matches.length} resources`));
-          if (matches.length === 1) {
-            existing.set(i, matches[0]);
-            id = matches[0].id!;
-          }
-        }
+        const req = requests[i];
+        if (req.method === 'POST' && !req.path.includes('/') && req.path !== '') creates.push(i);
+      }
+      // Conditional creates: locked (as a standalone conditional create locks, so two Bundles
+      // carrying the same identifiers cannot both create) and looked up together, in two round
+      // trips for the whole Bundle.
+      const conditional = creates.filter((i) => requests[i].ifNoneExist);
+      await tx.lockAll(conditional.map((i) => `create:${requests[i].path}?${requests[i].ifNoneExist}`));
+      const found = await findMatches(tx, conditional.map((i) => ({ type: requests[i].path, query: requests[i].ifNoneExist!, at: i })));
+      conditional.forEach((i, k) => {
+        const matches = found[k];
+        if (matches.length > 1) throw entryError(i, multipleMatches(`If-None-Exist matched ${matches.length} resources`));
+        if (matches.length === 1) existing.set(i, matches[0]);
+      });
+      for (const i of creates) {
+        const req = requests[i];
+        const id = existing.get(i)?.id ?? randomUUID();
         if (req.body && typeof req.body === 'object') (req.body as Resource).id = id;
-        if (fullUrl) refMap.set(fullUrl, `${type}/${id}`);
+        const fullUrl = entries[i].fullUrl;
+        if (fullUrl) refMap.set(fullUrl, `${req.path}/${id}`);
       }
       for (let i = 0; i < requests.length; i++) {
         const req = requests[i];
@@ -160,22 +167,23 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
         if (fullUrl?.startsWith('urn:uuid:') && req.method === 'PUT' && req.path.includes('/')) refMap.set(fullUrl, req.path.split('/').slice(0, 2).join('/'));
       }
       // 2. Conditional references ("Patient?identifier=...") must match exactly one resource.
+      const references: Array<{ type: string; query: string; ref: string; at: number }> = [];
       for (let i = 0; i < requests.length; i++) {
-        const conditional = new Set<string>();
-        collectConditionalReferences(requests[i].body, conditional);
-        for (const ref of conditional) {
-          if (refMap.has(ref)) continue;
+        const refs = new Set<string>();
+        collectConditionalReferences(requests[i].body, refs);
+        for (const ref of refs) {
+          if (refMap.has(ref) || references.some((r) => r.ref === ref)) continue;
           const [type, qs] = ref.split('?', 2);
-          try {
-            if (!isKnownResourceType(type)) throw badRequest(`Conditional reference to unknown type ${type}`);
-            const matches = await tx.searchByQueryString(type, qs, 2);
-            if (matches.length !== 1) throw (matches.length === 0 ? notFound : multipleMatches)(`Conditional reference ${type}?… matched ${matches.length} resources`);
-            refMap.set(ref, `${type}/${matches[0].id}`);
-          } catch (e) {
-            throw entryError(i, e);
-          }
+          if (!isKnownResourceType(type)) throw entryError(i, badRequest(`Conditional reference to unknown type ${type}`));
+          references.push({ type, query: qs, ref, at: i });
         }
       }
+      const targets = await findMatches(tx, references);
+      references.forEach(({ type, ref, at }, k) => {
+        const matches = targets[k];
+        if (matches.length !== 1) throw entryError(at, (matches.length === 0 ? notFound : multipleMatches)(`Conditional reference ${type}?… matched ${matches.length} resources`));
+        refMap.set(ref, `${type}/${matches[0].id}`);
+      });
       for (const req of requests) if (req.body !== undefined) req.body = rewriteReferences(req.body, refMap);
       // 3. Run in the spec's processing order; results go back in the Bundle's order.
       const indices = requests.map((_, i) => i).sort((a, b) => order[requests[a].method] - order[requests[b].method] || a - b);
@@ -209,6 +217,27 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
   }
 
   return { processor, handlerOptions };
+}
+
+/**
+ * The matches (at most 2) of each conditional query, looked up together; a failing query fails
+ * with the index of the entry that holds it.
+ */
+async function findMatches(tx: Repository, queries: Array<{ type: string; query: string; at: number }>): Promise<Resource[][]> {
+  try {
+    return await tx.findConditionalMatches(queries, 2);
+  } catch (e) {
+    // Which query failed is not known from a batch: repeat one by one for the entry's index.
+    if (!(e instanceof OperationOutcomeError)) throw e;
+    for (const q of queries) {
+      try {
+        await tx.searchByQueryString(q.type, q.query, 2);
+      } catch (inner) {
+        throw entryError(q.at, inner);
+      }
+    }
+    throw e;
+  }
 }
 
 /** Prefixes the failing entry's index to its issues so the client knows which entry failed. */

@@ -11,6 +11,8 @@ import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate 
 import { insertNewResources, writeVersion } from './write.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
 import { searchResources } from './search.ts';
+import { searchParam } from './search-query.ts';
+import { splitToken } from './search-values.ts';
 import type { SearchResult } from './search.ts';
 
 export interface RepositoryServices {
@@ -109,6 +111,20 @@ export class Repository implements ResourceRepository {
     if (!row) throw notFound(`${type}/${id} not found`);
     if (row.deleted) throw gone(`${type}/${id} was deleted`);
     return JSON.parse(row.content) as T;
+  }
+
+  /**
+   * The current versions of several resources in one query, in no particular order; those missing,
+   * deleted or hidden from this client are left out.
+   */
+  async readMany<T extends Resource>(keys: Array<{ type: string; id: string }>): Promise<T[]> {
+    if (keys.length === 0) return [];
+    const vis = this.visibility(3);
+    const r = await this.db.query<{ content: string }>(
+      `SELECT r.content FROM unnest($1::text[], $2::text[]) AS k(t, i) JOIN resource r ON r.resource_type = k.t AND r.id = k.i WHERE NOT r.deleted AND ${vis.sql}`,
+      [keys.map((k) => k.type), keys.map((k) => k.id), ...vis.params],
+    );
+    return r.rows.map((row) => JSON.parse(row.content) as T);
   }
 
   async readVersion<T extends Resource>(type: string, id: string, versionId: string): Promise<T> {
@@ -276,6 +292,45 @@ export class Repository implements ResourceRepository {
   }
 
   /**
+   * Several transaction-scoped advisory locks in one round trip, taken in a fixed order (by hash)
+   * so that two transactions locking overlapping sets cannot deadlock on them.
+   */
+  async lockAll(keys: string[]): Promise<void> {
+    const unique = [...new Set(keys)];
+    if (unique.length === 0 || this.db.dialect !== 'postgres') return;
+    if (unique.length === 1) return this.lock(unique[0]);
+    await this.db.query('SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1 OFFSET 0) s', [unique]);
+  }
+
+  /**
+   * The matches of several conditional queries (If-None-Exist, conditional references), at most
+   * `limit` each, in the order given. Queries on a business identifier alone
+   * (`identifier=system|value`) are answered together in one round trip; any other query runs as
+   * its own search. Same matches as searchByQueryString for each.
+   */
+  async findConditionalMatches<T extends Resource>(queries: Array<{ type: string; query: string }>, limit: number): Promise<T[][]> {
+    const out: T[][] = queries.map(() => []);
+    const batch: Array<{ at: number; type: string; system: string; value: string }> = [];
+    for (let i = 0; i < queries.length; i++) {
+      const ident = identifierQuery(queries[i].type, queries[i].query);
+      if (ident) batch.push({ at: i, ...ident });
+      else out[i] = await this.searchByQueryString<T>(queries[i].type, queries[i].query, limit);
+    }
+    if (batch.length === 0) return out;
+    const vis = this.visibility(5);
+    const r = await this.db.query<{ i: number; content: string }>(
+      `SELECT q.i::int AS i, m.content FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS q(t, s, v, i)
+       CROSS JOIN LATERAL (
+         SELECT r.content FROM (SELECT DISTINCT x.id FROM sp_token x WHERE x.resource_type = q.t AND x.code = 'identifier' AND x.value = q.v AND x.system = q.s) d
+         JOIN resource r ON r.resource_type = q.t AND r.id = d.id
+         WHERE NOT r.deleted AND ${vis.sql} LIMIT $4) m`,
+      [batch.map((b) => b.type), batch.map((b) => b.system), batch.map((b) => b.value), limit, ...vis.params],
+    );
+    for (const row of r.rows) out[batch[Number(row.i) - 1].at].push(JSON.parse(row.content) as T);
+    return out;
+  }
+
+  /**
    * Validates, runs hooks, assigns meta and writes one version. `previous` is the current stored
    * row for update/delete. Throws WriteConflict when the stored version moved underneath.
    */
@@ -410,6 +465,20 @@ export class Repository implements ResourceRepository {
     if (!this.services.enqueueJob) throw new Error('No job queue configured');
     await this.services.enqueueJob(this.db, task, payload, options);
   }
+}
+
+/**
+ * `identifier=system|value` alone (one value, both parts, no escapes or OR), on a type whose
+ * identifier parameter is a token: the system and value; otherwise undefined.
+ */
+function identifierQuery(type: string, query: string): { type: string; system: string; value: string } | undefined {
+  const params = [...new URLSearchParams(query)];
+  if (params.length !== 1 || params[0][0] !== 'identifier') return undefined;
+  const raw = params[0][1];
+  if (raw.includes(',') || raw.includes('\\') || raw.includes('\u0000')) return undefined;
+  const { system, code } = splitToken(raw);
+  if (!system || !code || searchParam(type, 'identifier')?.type !== 'token') return undefined;
+  return { type, system, value: code };
 }
 
 /** The stored version changed between read and write (optimistic concurrency). */
