@@ -11,7 +11,7 @@ import { isPatientPrivacy } from './consent.ts';
 import { codesIn, organizationSectors } from './directory.ts';
 import { importHsdsOperation } from './operations/import-hsds.ts';
 import { matchOperation } from './operations/match.ts';
-import { coverageForTask, dbOf, resyncTasks, syncTaskShares, systemRepo, withConsentStatus } from './referral-tasks.ts';
+import { coverageForWrite, dbOf, resyncTasks, syncTaskShares, systemRepo, withConsentStatus } from './referral-tasks.ts';
 import type { Actor } from './task-state.ts';
 import { isReferralTask, transitionTask } from './task-state.ts';
 import { checkSubscription } from './subscriptions/check.ts';
@@ -66,7 +66,7 @@ async function beforeTask(task: Task, ctx: WriteHookContext, now: Date): Promise
   const actor = actorOf(ctx);
   const { claim } = transitionTask(previous && isReferralTask(previous) ? previous : undefined, task, actor);
   if (claim) await checkClaim(ctx, task, actor);
-  return withConsentStatus(task, await coverageForTask(ctx.repo, task, now));
+  return withConsentStatus(task, await coverageForWrite(ctx, ctx.repo, task, now));
 }
 
 export function referralModule(options: ReferralModuleOptions = {}): DomainModule {
@@ -86,7 +86,7 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
         if (isReferralTask(resource)) {
           // The store runs only afterWrite on deletes; throwing here rolls the delete back.
           if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
-          const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now());
+          const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now(), ctx);
           if (coverage && options.delivery && shouldDeliver(resource, ctx)) {
             await enqueueJob(dbOf(ctx.repo), DELIVER_JOB, { taskId: resource.id }, { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 });
           }

@@ -9,7 +9,7 @@ import type { ConsentCoverage } from './consent.ts';
 import { coverageOf } from './consent.ts';
 import { codesIn } from './directory.ts';
 import { disclosedResources, keyOf } from './disclosure.ts';
-import { offerReason, replaceOffers, replaceShares, shareReason } from './shares.ts';
+import { offerReason, shareReason, syncShares } from './shares.ts';
 import { isReferralTask } from './task-state.ts';
 
 /** The repository acting as the server itself, in the same transaction. */
@@ -60,16 +60,37 @@ async function sectorOrganizations(repo: ResourceRepository, task: Task): Promis
   return orgs.map((o) => `Organization/${o.id}`).filter((ref) => ref !== task.requester?.reference);
 }
 
-/** Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers. */
-export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date): Promise<ConsentCoverage | undefined> {
+/**
+ * Consent coverage worked out for a Task write's beforeWrite hook, kept for its afterWrite hook
+ * (same write, same transaction: one Consent search instead of two). Keyed by the write's hook
+ * context, which the store passes to both.
+ */
+const coverageOfWrite = new WeakMap<object, { patient?: string; owner?: string; coverage: ConsentCoverage | undefined }>();
+
+export async function coverageForWrite(ctx: object, repo: ResourceRepository, task: Task, now: Date): Promise<ConsentCoverage | undefined> {
+  const known = coverageOfWrite.get(ctx);
+  if (known && known.patient === task.for?.reference && known.owner === task.owner?.reference) return known.coverage;
+  const coverage = await coverageForTask(repo, task, now);
+  coverageOfWrite.set(ctx, { patient: task.for?.reference, owner: task.owner?.reference, coverage });
+  return coverage;
+}
+
+/**
+ * Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers.
+ * `ctx`: the write's hook context, when called from a write hook (reuses its coverage).
+ */
+export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date, ctx?: object): Promise<ConsentCoverage | undefined> {
   const db = dbOf(repo);
   const id = task.id!;
   const active = isReferralTask(task) && task.status !== 'entered-in-error';
-  const coverage = active ? await coverageForTask(repo, task, now) : undefined;
+  const coverage = active ? await (ctx ? coverageForWrite(ctx, repo, task, now) : coverageForTask(repo, task, now)) : undefined;
   const keys = coverage ? disclosedResources(task, await focusOf(repo, task), coverage) : [];
-  await replaceShares(db, shareReason(id), task.owner?.reference, keys, coverage?.end);
   const open = active && !task.owner && task.status === 'requested';
-  await replaceOffers(db, offerReason(id), { type: 'Task', id }, open ? await sectorOrganizations(repo, task) : []);
+  const offers = open ? await sectorOrganizations(repo, task) : [];
+  await syncShares(db, [
+    { reason: shareReason(id), orgs: task.owner?.reference ? [task.owner.reference] : [], keys, ...(coverage?.end ? { expires: coverage.end } : {}) },
+    { reason: offerReason(id), orgs: offers, keys: [{ type: 'Task', id }] },
+  ]);
   return coverage;
 }
 

@@ -7,28 +7,34 @@ import type { ResourceKey } from './disclosure.ts';
 export const shareReason = (taskId: string) => `referral:Task/${taskId}`;
 export const offerReason = (taskId: string) => `referral-offer:Task/${taskId}`;
 
-export async function replaceShares(db: Db, reason: string, org: string | undefined, keys: ResourceKey[], expires?: string): Promise<void> {
-  await db.query('DELETE FROM resource_share WHERE reason = $1', [reason]);
-  if (!org || keys.length === 0) return;
-  const values: string[] = [];
-  const params: unknown[] = [org, reason, expires ?? null];
-  for (const k of keys) {
-    params.push(k.type, k.id);
-    values.push(`($${params.length - 1}, $${params.length}, $1, $2, $3::timestamptz)`);
-  }
-  await db.query(`INSERT INTO resource_share (resource_type, id, org, reason, expires) VALUES ${values.join(', ')} ON CONFLICT DO NOTHING`, params);
+export interface ShareSet {
+  reason: string;
+  /** Organisations the resources are shared with (none: the reason's rows are all removed). */
+  orgs: string[];
+  keys: ResourceKey[];
+  expires?: string;
 }
 
-/** Shares one resource with several organisations under one reason (open Task offers). */
-export async function replaceOffers(db: Db, reason: string, key: ResourceKey, orgs: string[]): Promise<void> {
-  await db.query('DELETE FROM resource_share WHERE reason = $1', [reason]);
-  if (orgs.length === 0) return;
-  const params: unknown[] = [key.type, key.id, reason];
-  const values = orgs.map((o) => {
-    params.push(o);
-    return `($1, $2, $${params.length}, $3, NULL)`;
-  });
-  await db.query(`INSERT INTO resource_share (resource_type, id, org, reason, expires) VALUES ${values.join(', ')} ON CONFLICT DO NOTHING`, params);
+/**
+ * Brings the rows of several reasons to exactly the given sets in one statement: rows no longer
+ * wanted are deleted, new ones inserted, kept ones get the new expiry (no gap in between, unlike
+ * deleting and inserting again).
+ */
+export async function syncShares(db: Db, sets: ShareSet[]): Promise<void> {
+  const rows = new Map<string, [string, string, string, string, string | null]>();
+  for (const set of sets) {
+    for (const org of set.orgs) for (const k of set.keys) rows.set(JSON.stringify([k.type, k.id, org, set.reason]), [k.type, k.id, org, set.reason, set.expires ?? null]);
+  }
+  const wanted = [...rows.values()];
+  const col = (i: number) => wanted.map((w) => w[i]);
+  await db.query(
+    `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS w(resource_type, id, org, reason, expires)),
+     gone AS (DELETE FROM resource_share s WHERE s.reason = ANY($6::text[])
+       AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.resource_type = s.resource_type AND w.id = s.id AND w.org = s.org AND w.reason = s.reason))
+     INSERT INTO resource_share (resource_type, id, org, reason, expires) SELECT resource_type, id, org, reason, expires FROM wanted
+     ON CONFLICT (resource_type, id, org, reason) DO UPDATE SET expires = EXCLUDED.expires WHERE resource_share.expires IS DISTINCT FROM EXCLUDED.expires`,
+    [col(0), col(1), col(2), col(3), col(4), sets.map((s) => s.reason)],
+  );
 }
 
 export async function sharesOf(db: Db, reason: string): Promise<Array<{ resource_type: string; id: string; org: string; expires: string | null }>> {

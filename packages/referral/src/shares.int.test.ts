@@ -1,0 +1,46 @@
+// syncShares on the real store (PGlite, and PostgreSQL when DATABASE_URL is set): one statement
+// brings the share rows of several reasons to exactly the sets given.
+import { openTestDatabase, testDatabaseKinds } from '@tic/store/testing';
+import type { TestDatabase } from '@tic/store/testing';
+import { offerReason, shareReason, sharesOf, syncShares } from './shares.ts';
+
+describe.each(testDatabaseKinds())('syncShares on %s', (kind) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await openTestDatabase(kind);
+  }, 120_000);
+  afterAll(async () => t?.drop());
+
+  const row = (type: string, id: string, org: string, expires: string | null = null) => ({ resource_type: type, id, org, expires });
+  const iso = (s: string | null) => (s === null ? null : new Date(s).toISOString());
+  const rows = async (reason: string) => (await sharesOf(t.db, reason)).map((r) => ({ ...r, expires: iso(r.expires) }));
+
+  it('adds, keeps, re-dates and removes rows per reason, leaving other reasons alone', async () => {
+    const share = shareReason('t1');
+    const offer = offerReason('t1');
+    const unrelated = shareReason('t2');
+    await syncShares(t.db, [{ reason: unrelated, orgs: ['Organization/x'], keys: [{ type: 'Task', id: 't2' }] }]);
+    await syncShares(t.db, [
+      { reason: share, orgs: ['Organization/b'], keys: [{ type: 'Task', id: 't1' }, { type: 'Patient', id: 'p1' }, { type: 'Task', id: 't1' }] },
+      { reason: offer, orgs: ['Organization/c', 'Organization/d'], keys: [{ type: 'Task', id: 't1' }] },
+    ]);
+    expect(await rows(share)).toEqual([row('Patient', 'p1', 'Organization/b'), row('Task', 't1', 'Organization/b')]);
+    expect(await rows(offer)).toEqual([row('Task', 't1', 'Organization/c'), row('Task', 't1', 'Organization/d')]);
+
+    // The Consent now ends; the Patient is no longer disclosed, an Observation is; the offer is taken.
+    const end = '2031-01-01T00:00:00.000Z';
+    await syncShares(t.db, [
+      { reason: share, orgs: ['Organization/b'], keys: [{ type: 'Task', id: 't1' }, { type: 'Observation', id: 'o1' }], expires: end },
+      { reason: offer, orgs: [], keys: [{ type: 'Task', id: 't1' }] },
+    ]);
+    expect(await rows(share)).toEqual([row('Observation', 'o1', 'Organization/b', end), row('Task', 't1', 'Organization/b', end)]);
+    expect(await rows(offer)).toEqual([]);
+
+    // Another receiving organisation: the first one's rows go.
+    await syncShares(t.db, [{ reason: share, orgs: ['Organization/e'], keys: [{ type: 'Task', id: 't1' }] }]);
+    expect(await rows(share)).toEqual([row('Task', 't1', 'Organization/e')]);
+    await syncShares(t.db, [{ reason: share, orgs: [], keys: [] }]);
+    expect(await rows(share)).toEqual([]);
+    expect(await rows(unrelated)).toEqual([row('Task', 't2', 'Organization/x')]);
+  });
+});
