@@ -76,6 +76,19 @@ export interface WorkerOptions {
   recoveryInterval?: number;
   /** Jobs locked by a worker id nobody registered are unlocked after this long (ms, default 5 min). */
   unknownLockGraceMs?: number;
+  /**
+   * Jobs the pool fetches (and locks) in one query and hands to its workers (graphile-worker's
+   * local queue; default concurrency + 1, 0 or 1: every worker fetches its own). Without it every
+   * idle worker queries on every new-job notification, most of them for nothing. Jobs held by a
+   * process that dies are unlocked by the liveness recovery like running ones.
+   */
+  localQueueSize?: number;
+  /**
+   * Completions are written in batches gathered over this long (ms, default 25; -1: one statement
+   * per job). A job completed but not yet recorded when its process dies runs again, which every
+   * job here tolerates (they are idempotent).
+   */
+  completeJobBatchDelay?: number;
 }
 
 /**
@@ -104,14 +117,22 @@ export async function startWorker(options: WorkerOptions): Promise<Runner> {
   // Jobs are locked by the pool's id (batched fetching) or by a worker's id: register both.
   events.on('pool:create', ({ workerPool }) => register(workerPool.id));
   events.on('worker:create', ({ worker }) => register(worker.workerId));
+  const concurrency = options.concurrency ?? 5;
+  const localQueueSize = options.localQueueSize ?? concurrency + 1;
   const runner = await run({
     connectionString: options.connectionString,
     taskList: options.taskList,
-    concurrency: options.concurrency ?? 5,
+    concurrency,
     pollInterval: options.pollInterval ?? 1000,
     noHandleSignals: true,
     logger: workerLogger(options.logger),
     events,
+    preset: {
+      worker: {
+        ...(localQueueSize > 1 ? { localQueue: { size: localQueueSize } } : {}),
+        completeJobBatchDelay: options.completeJobBatchDelay ?? 25,
+      },
+    },
   });
   const timer = setInterval(() => void recover(), options.recoveryInterval ?? 15_000);
   timer.unref();

@@ -10,6 +10,12 @@ import { workerTaskList } from './tasks.ts';
 import type { Db } from '@tic/store';
 import { Repository } from '@tic/store';
 
+/**
+ * Jobs run at once by default. Deliveries mostly wait on the receiving server, so a worker keeps
+ * many in flight; size the database pool to match (WORKER_CONCURRENCY + a few).
+ */
+export const DEFAULT_WORKER_CONCURRENCY = 16;
+
 export interface WorkerDeps {
   databaseUrl: string;
   db: Db;
@@ -36,5 +42,5 @@ export async function createWorker(deps: WorkerDeps): Promise<Runner> {
   const modules = deps.modules ?? [referralModule({ subscriptions: {} })];
   const repository = () => new Repository(deps.db, { system: true, baseUrl: deps.sourceBase }, { modules });
   const taskList = workerTaskList({ repository, sourceBase: deps.sourceBase, targets: deps.targets, credentials: deps.credentials, pollIntervalMs: deps.pollIntervalMs });
-  return startWorker({ connectionString: deps.databaseUrl, taskList, concurrency: deps.concurrency, logger: deps.logger, recoveryInterval: deps.recoveryInterval });
+  return startWorker({ connectionString: deps.databaseUrl, taskList, concurrency: deps.concurrency ?? DEFAULT_WORKER_CONCURRENCY, logger: deps.logger, recoveryInterval: deps.recoveryInterval });
 }

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { PinoLike } from '@tic/jobs';
 import { parseCredentials } from '@tic/referral';
 import { openDatabase } from '@tic/store';
-import { createWorker } from './app.ts';
+import { createWorker, DEFAULT_WORKER_CONCURRENCY } from './app.ts';
 
 /** JSON lines on stdout (pino's shape); the worker logs messages only, never resource bodies. */
 function jsonLogger(debug: boolean): PinoLike {
@@ -37,7 +37,8 @@ async function main(): Promise<void> {
   const pollIntervalMs = number('REFERRAL_POLL_INTERVAL_MS');
   const concurrency = number('WORKER_CONCURRENCY');
   const recoveryInterval = number('WORKER_RECOVERY_INTERVAL_MS');
-  const db = await openDatabase({ url: databaseUrl, poolSize: 10 });
+  // One connection per running job, and a few for polling and recovery.
+  const db = await openDatabase({ url: databaseUrl, poolSize: (concurrency ?? DEFAULT_WORKER_CONCURRENCY) + 4 });
   const runner = await createWorker({ databaseUrl, db, sourceBase, targets, credentials, pollIntervalMs, concurrency, recoveryInterval, logger });
   logger.info({ sourceBase }, 'worker started');
   const stop = () => {

@@ -7,8 +7,10 @@ import { Client } from 'fhir-kit-client';
 import type { JobHandler, TaskList } from '@tic/jobs';
 import { enqueueJob } from '@tic/jobs';
 import type { ResourceRepository } from '@tic/fhir';
+import { Repository } from '@tic/store';
 import { BUSINESS_STATUS, businessStatus, businessStatusCode } from '../codes.ts';
 import { disclosedResources, keyOf } from '../disclosure.ts';
+import type { ResourceKey } from '../disclosure.ts';
 import { coverageForTask, dbOf } from '../referral-tasks.ts';
 import type { TaskStatus } from '../task-state.ts';
 import { isReferralTask, TRANSITIONS } from '../task-state.ts';
@@ -84,6 +86,35 @@ function failureReason(e: unknown): string {
   return code ?? (e instanceof Error ? e.name : 'error');
 }
 
+/** Several resources by reference in one round trip where the repository allows it. */
+async function readAll(repo: ResourceRepository, keys: ResourceKey[]): Promise<Map<string, Resource>> {
+  const found = new Map<string, Resource>();
+  const wanted = keys.filter((k, i) => keys.findIndex((x) => x.type === k.type && x.id === k.id) === i);
+  if (wanted.length === 0) return found;
+  const resources = repo instanceof Repository ? await repo.readMany(wanted) : (await Promise.all(wanted.map((k) => readOrUndefined(repo, `${k.type}/${k.id}`)))).filter((r): r is Resource => !!r);
+  for (const r of resources) found.set(`${r.resourceType}/${r.id}`, r);
+  return found;
+}
+
+/**
+ * After the receiver accepted the Bundle: businessStatus "delivered" on the current Task and, while
+ * the Task is open, the next status poll, in one transaction (the Task row locked, so a concurrent
+ * change is neither lost nor overwritten).
+ */
+async function recordDelivered(repo: ResourceRepository, taskId: string, fallback: Task, pollIntervalMs: number): Promise<void> {
+  const run = async (tx: ResourceRepository) => {
+    let current = fallback;
+    if (tx instanceof Repository) {
+      const row = await tx.readRow('Task', taskId, true);
+      if (row && !row.deleted) current = JSON.parse(row.content) as Task;
+    } else current = (await readOrUndefined<Task>(tx, `Task/${taskId}`)) ?? fallback;
+    await setBusinessStatus(tx, current, 'delivered');
+    if (!FINAL.includes(current.status)) await enqueueJob(dbOf(tx), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + pollIntervalMs) });
+  };
+  if (repo instanceof Repository) await repo.transaction(run);
+  else await run(repo);
+}
+
 export async function deliverReferral(repo: ResourceRepository, taskId: string, options: DeliveryOptions, attempt: { attempts: number; maxAttempts: number }): Promise<'sent' | 'skipped' | 'failed'> {
   const now = options.now?.() ?? new Date();
   const task = await readOrUndefined<Task>(repo, `Task/${taskId}`);
@@ -93,15 +124,18 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
   if (!coverage) return 'skipped';
   const target = await options.resolveTarget(task.owner.reference, repo, task);
   if (!target) return 'skipped';
-  const serviceRequest = await readOrUndefined<ServiceRequest>(repo, task.focus?.reference);
-  const patient = await readOrUndefined<Patient>(repo, task.for?.reference);
+  // The ServiceRequest, the Patient and the supporting data the Task itself names, together; then
+  // whatever the ServiceRequest adds (none in the common case).
+  const srKey = keyOf(task.focus?.reference);
+  const patientKey = keyOf(task.for?.reference);
+  const supportingOf = (sr: ServiceRequest | undefined) => disclosedResources(task, sr, coverage).filter((k) => !['Task', 'ServiceRequest', 'Patient', 'Consent'].includes(k.type));
+  const loaded = await readAll(repo, [...(srKey?.type === 'ServiceRequest' ? [srKey] : []), ...(patientKey ? [patientKey] : []), ...supportingOf(undefined)]);
+  const serviceRequest = srKey?.type === 'ServiceRequest' ? (loaded.get(`${srKey.type}/${srKey.id}`) as ServiceRequest | undefined) : undefined;
+  const patient = patientKey ? (loaded.get(`${patientKey.type}/${patientKey.id}`) as Patient | undefined) : undefined;
   if (!patient) return 'skipped';
-  const supporting: Resource[] = [];
-  for (const k of disclosedResources(task, serviceRequest, coverage)) {
-    if (['Task', 'ServiceRequest', 'Patient', 'Consent'].includes(k.type)) continue;
-    const r = await readOrUndefined<Resource>(repo, `${k.type}/${k.id}`);
-    if (r) supporting.push(r);
-  }
+  const keys = supportingOf(serviceRequest);
+  const more = await readAll(repo, keys.filter((k) => !loaded.has(`${k.type}/${k.id}`)));
+  const supporting = keys.map((k) => loaded.get(`${k.type}/${k.id}`) ?? more.get(`${k.type}/${k.id}`)).filter((r): r is Resource => !!r);
   const bundle = buildDeliveryBundle({ task, serviceRequest, patient, consent: coverage.consent as Consent, supporting }, options.sourceBase, target);
   try {
     const token = await target.accessToken?.();
@@ -117,9 +151,7 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
     }
     throw e;
   }
-  const current = (await readOrUndefined<Task>(repo, `Task/${taskId}`)) ?? task;
-  await setBusinessStatus(repo, current, 'delivered');
-  if (!FINAL.includes(current.status)) await enqueueJob(dbOf(repo), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + (options.pollIntervalMs ?? 60_000)) });
+  await recordDelivered(repo, taskId, task, options.pollIntervalMs ?? 60_000);
   return 'sent';
 }
 
