@@ -9,10 +9,11 @@
 //   node scripts/tic.mjs pnpm --filter @tic/tests exec node src/bench/referral.ts
 // Settings (environment): REFERRAL_RATE (referrals/s offered, default 100), REFERRAL_DURATION
 // (seconds, default 60), REFERRAL_WARMUP (seconds not counted, default 5), REFERRAL_WORKERS
-// (worker processes, default 1), REFERRAL_CONCURRENCY (jobs per worker, default 10),
+// (worker processes, default 1), REFERRAL_CONCURRENCY (jobs per worker, default 32),
 // REFERRAL_IN_FLIGHT (client requests in flight at most, default 64), REFERRAL_DRAIN (seconds to
 // wait for the last deliveries, default 60), BENCH_DATABASE_URL / DATABASE_URL (admin database),
-// REFERRAL_JSON_OUT (write the results as JSON).
+// REFERRAL_JSON_OUT (write the results as JSON), REFERRAL_CPU_PROF_DIR (the APIs and workers write
+// V8 CPU profiles there on exit: summarise with tests/src/bench/profile.ts).
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -39,7 +40,7 @@ const RATE = num('REFERRAL_RATE', 100);
 const DURATION = num('REFERRAL_DURATION', 60);
 const WARMUP = num('REFERRAL_WARMUP', 5);
 const WORKERS = num('REFERRAL_WORKERS', 1);
-const CONCURRENCY = num('REFERRAL_CONCURRENCY', 10);
+const CONCURRENCY = num('REFERRAL_CONCURRENCY', 32);
 const IN_FLIGHT = num('REFERRAL_IN_FLIGHT', 64);
 const DRAIN = num('REFERRAL_DRAIN', 60);
 const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -135,7 +136,8 @@ interface Proc {
 }
 
 function spawnChild(args: string[], environment: NodeJS.ProcessEnv): Proc & { lines: string[] } {
-  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const profileDir = process.env.REFERRAL_CPU_PROF_DIR;
+  const child = spawn(process.execPath, [...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), ...args], { cwd: repoRoot, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   const keep = (chunk: Buffer) => {
     lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
@@ -402,6 +404,11 @@ async function main(): Promise<void> {
     const inWindow = arrivalTimes.filter((t) => t >= measuredFrom && t <= sendEnd).length;
     const createMs = created.map((s) => s.ms).sort((x, y) => x - y);
     const cpu = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, (v - (cpuBefore?.[k] ?? 0)) / ((drainEnd - measuredFrom) / 1000)]));
+    // CPU milliseconds per referral, by process: the window's CPU (stream and drain) over the
+    // referrals created in it (all delivered by the end of the drain when none is lost). Unlike
+    // throughput, this hardly depends on how much of the machine other work leaves us.
+    const createdInWindow = created.filter((s) => s.at >= measuredFrom).length;
+    const cpuMsPerReferral = Object.fromEntries(Object.entries(cpuAfter).map(([k, v]) => [k, ((v - (cpuBefore?.[k] ?? 0)) * 1000) / (createdInWindow || 1)]));
     const cpuSend = Object.fromEntries(Object.entries(cpuAfterSend).map(([k, v]) => [k, (v - (cpuBefore?.[k] ?? 0)) / window]));
     const pgVersion = (await rows<{ v: string }>(adminUrl, 'SHOW server_version'))[0].v;
     const result = {
@@ -414,6 +421,7 @@ async function main(): Promise<void> {
       throughput: { offeredPerSecond: RATE, createdPerSecond: created.length / ((sendEnd - start) / 1000), deliveredInWindowPerSecond: inWindow / window, deliveredOverallPerSecond: latencies.length / ((lastArrival - firstArrival) / 1000 || 1) },
       cpuCoresDuringStream: cpuSend,
       cpuCoresIncludingDrain: cpu,
+      cpuMsPerReferral,
       errors,
     };
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
