@@ -37,30 +37,65 @@ function specSql(sql: Sql, spec: IncludeSpec, frontier: Resource[]): string | un
   return `SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
 }
 
-/** Resources included for the page `matches`, in first-seen order, without the matches themselves. */
-export async function loadIncludes(db: Db, base: Omit<SqlContext, 'sql'>, matches: Resource[], specs: IncludeSpec[]): Promise<IncludeResult> {
+/**
+ * The keys (t, i) of round 0 for matches of `type` whose ids the SQL subquery `idsSql()` yields, or
+ * undefined when no spec applies to `type`: the same rows specSql finds, read inside the page's
+ * own statement so a page with its includes is one round trip.
+ */
+export function firstIncludeRoundSql(sql: Sql, type: string, specs: IncludeSpec[], idsSql: () => string): string | undefined {
+  const parts: string[] = [];
+  let bound: string | undefined;
+  const ids = () => (bound ??= idsSql()); // binds its parameters once, and only when used
+  for (const spec of specs) {
+    if (!spec.reverse) {
+      if (spec.sourceType !== type) continue;
+      const conds = [`x.resource_type = ${sql.p(type)}`, `x.id IN (${ids()})`, 'x.target_type IS NOT NULL'];
+      if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+      if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
+      parts.push(`SELECT x.target_type AS t, x.target_id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`);
+    } else {
+      if (spec.targetType && spec.targetType !== type) continue;
+      const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `x.target_type = ${sql.p(type)}`, `x.target_id IN (${ids()})`];
+      if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+      parts.push(`SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`);
+    }
+  }
+  return parts.length > 0 ? parts.join(' UNION ') : undefined;
+}
+
+/**
+ * Resources included for the page `matches`, in first-seen order, without the matches themselves.
+ * `firstRound`: round 0's resources when the page's statement already read them
+ * (firstIncludeRoundSql); later rounds (:iterate) are read here.
+ */
+export async function loadIncludes(db: Db, base: Omit<SqlContext, 'sql'>, matches: Resource[], specs: IncludeSpec[], firstRound?: Resource[]): Promise<IncludeResult> {
   const seen = new Set(matches.map((m) => `${m.resourceType}/${m.id}`));
   const out: Resource[] = [];
   let frontier = matches;
   let truncated = false;
   for (let round = 0; round < MAX_ROUNDS && frontier.length > 0 && !truncated; round++) {
-    const sql = new Sql();
-    const parts = specs
-      .filter((s) => round === 0 || s.iterate)
-      .map((s) => specSql(sql, s, frontier))
-      .filter((s): s is string => s !== undefined);
-    if (parts.length === 0) break;
-    const vis = visibilitySql({ ...base, sql });
-    const room = MAX_INCLUDED - out.length;
-    const r = await db.query<{ content: string }>(
-      `WITH k AS (${parts.join(' UNION ')})
+    let found: Resource[];
+    if (round === 0 && firstRound) {
+      found = firstRound;
+    } else {
+      const sql = new Sql();
+      const parts = specs
+        .filter((s) => round === 0 || s.iterate)
+        .map((s) => specSql(sql, s, frontier))
+        .filter((s): s is string => s !== undefined);
+      if (parts.length === 0) break;
+      const vis = visibilitySql({ ...base, sql });
+      const room = MAX_INCLUDED - out.length;
+      const r = await db.query<{ content: string }>(
+        `WITH k AS (${parts.join(' UNION ')})
        SELECT r.content FROM k JOIN resource r ON r.resource_type = k.t AND r.id = k.i
        WHERE NOT r.deleted AND ${vis} LIMIT ${sql.p(room + seen.size + 1)}`,
-      sql.params,
-    );
+        sql.params,
+      );
+      found = r.rows.map((row) => JSON.parse(row.content) as Resource);
+    }
     const next: Resource[] = [];
-    for (const row of r.rows) {
-      const res = JSON.parse(row.content) as Resource;
+    for (const res of found) {
       const key = `${res.resourceType}/${res.id}`;
       if (seen.has(key)) continue;
       if (out.length >= MAX_INCLUDED) {

@@ -10,7 +10,7 @@ import type { VisibilityRule } from './access.ts';
 import type { Db } from './db.ts';
 import type { Cursor, OrderPlan } from './search-cursor.ts';
 import { decodeCursor, encodeCursor, keysetSql, orderBySql, orderPlan } from './search-cursor.ts';
-import { loadIncludes, MAX_INCLUDED } from './search-include.ts';
+import { firstIncludeRoundSql, loadIncludes, MAX_INCLUDED } from './search-include.ts';
 import type { ParsedQuery, SummaryMode } from './search-query.ts';
 import { parseQuery } from './search-query.ts';
 import type { SqlContext } from './search-sql.ts';
@@ -138,51 +138,68 @@ export async function searchResources(
   const win = driver >= 0 ? dateWindow(q.filters, driver, base.now) : undefined;
   const skip = win && !win.exact ? -1 : driver;
   const cap = options.candidateCap ?? CANDIDATE_CAP;
+  // Round 0 of _include/_revinclude runs in the page's own statement (search-include.ts).
+  const inlineIncludes = q.include.length > 0;
   const pageQuery = (gather: boolean): { text: string; params: unknown[] } => {
     const sql = new Sql();
     const plan = orderPlan(sql, type, q.sort);
     const keyCols = plan.keys.map((k, i) => `(${k.expr})::text AS k${i}`).join(', ');
     const page = ` LIMIT ${sql.p(q.count + 1)}` + (cursor || result.offset === 0 ? '' : ` OFFSET ${sql.p(result.offset)}`);
+    const ctes: string[] = [];
+    let body: string;
     if (driver < 0) {
       const conds = [where(sql)];
       if (cursor) conds.push(keysetSql(sql, plan, cursor.values, reverse));
-      return { text: `SELECT r.content, ${keyCols} FROM resource r ${plan.joins.join(' ')} WHERE ${conds.join(' AND ')} ORDER BY ${orderBySql(plan, reverse)}${page}`, params: sql.params };
+      body = `SELECT r.content, ${keyCols}, r.id AS rid FROM resource r ${plan.joins.join(' ')} WHERE ${conds.join(' AND ')} ORDER BY ${orderBySql(plan, reverse)}${page}`;
+    } else {
+      const c: SqlContext = { ...base, sql };
+      const desc = plan.keys[0].desc !== reverse;
+      const on = (alias: string): OrderPlan => ({ ...plan, keys: plan.keys.map((k) => ({ ...k, expr: k.expr.replace(/^r\./, `${alias}.`) })) });
+      const extra = (x: string) => [
+        ...(cursor ? [keysetSql(sql, on(x), cursor.values, reverse)] : []),
+        ...q.filters.flatMap((f) => (f.kind === 'lastUpdated' ? [lastUpdatedSql(c, f, `${x}.last_updated`)] : [])),
+      ];
+      const dir = desc ? 'DESC' : 'ASC';
+      const d =
+        win && gather
+          ? `SELECT DISTINCT dc.last_updated, dc.id FROM dc WHERE (SELECT count(*) FROM dc) <= ${sql.p(cap)} ORDER BY dc.last_updated ${dir}, dc.id ${dir}`
+          : driverSql(c, type, q.filters[driver], extra, desc, win);
+      // LATERAL … OFFSET 0 keeps the walk in order: PostgreSQL would otherwise often intersect the
+      // full match sets by hash and sort them, which costs the organisation's whole history. The
+      // other filters test d.id, so they run as index-only probes before the resource row is read.
+      body =
+        `SELECT r.content, ${keyCols}, r.id AS rid FROM (${d}) d CROSS JOIN LATERAL (SELECT r.content, r.last_updated, r.id FROM resource r` +
+        ` WHERE r.id = d.id AND ${where(sql, skip, 'd')} OFFSET 0) r ORDER BY ${orderBySql(on('d'), reverse)}${page}`;
+      if (win && gather) {
+        // The candidates are gathered once (at most CANDIDATE_CAP + 1); past the cap the page is
+        // empty and a row of NULLs says so.
+        ctes.push(`dc AS MATERIALIZED (${dateCandidatesSql(c, type, q.filters[driver], win, extra)} LIMIT ${sql.p(cap + 1)})`);
+        body = `(${body}) UNION ALL SELECT NULL${plan.keys.map(() => ', NULL').join('')}, NULL WHERE (SELECT count(*) FROM dc) > ${sql.p(cap)}`;
+      }
     }
-    const c: SqlContext = { ...base, sql };
-    const desc = plan.keys[0].desc !== reverse;
-    const on = (alias: string): OrderPlan => ({ ...plan, keys: plan.keys.map((k) => ({ ...k, expr: k.expr.replace(/^r\./, `${alias}.`) })) });
-    const extra = (x: string) => [
-      ...(cursor ? [keysetSql(sql, on(x), cursor.values, reverse)] : []),
-      ...q.filters.flatMap((f) => (f.kind === 'lastUpdated' ? [lastUpdatedSql(c, f, `${x}.last_updated`)] : [])),
-    ];
-    const dir = desc ? 'DESC' : 'ASC';
-    const d =
-      win && gather
-        ? `SELECT DISTINCT dc.last_updated, dc.id FROM dc WHERE (SELECT count(*) FROM dc) <= ${sql.p(cap)} ORDER BY dc.last_updated ${dir}, dc.id ${dir}`
-        : driverSql(c, type, q.filters[driver], extra, desc, win);
-    // LATERAL … OFFSET 0 keeps the walk in order: PostgreSQL would otherwise often intersect the
-    // full match sets by hash and sort them, which costs the organisation's whole history. The
-    // other filters test d.id, so they run as index-only probes before the resource row is read.
+    const keys = inlineIncludes ? firstIncludeRoundSql(sql, type, q.include, () => `SELECT p.rid FROM pagerows p LIMIT ${sql.p(q.count)}`) : undefined;
+    if (!keys) return { text: ctes.length > 0 ? `WITH ${ctes.join(', ')} ${body}` : body, params: sql.params };
+    // Page rows first (in order), then the resources they include.
+    ctes.push(`pagerows AS MATERIALIZED (${body})`);
+    const vis = visibilitySql({ ...base, sql });
     const text =
-      `SELECT r.content, ${keyCols} FROM (${d}) d CROSS JOIN LATERAL (SELECT r.content, r.last_updated, r.id FROM resource r` +
-      ` WHERE r.id = d.id AND ${where(sql, skip, 'd')} OFFSET 0) r ORDER BY ${orderBySql(on('d'), reverse)}${page}`;
-    if (!(win && gather)) return { text, params: sql.params };
-    // The candidates are gathered once (at most CANDIDATE_CAP + 1); past the cap the page is
-    // empty and a row of NULLs says so.
-    const gathered = `dc AS MATERIALIZED (${dateCandidatesSql(c, type, q.filters[driver], win, extra)} LIMIT ${sql.p(cap + 1)})`;
-    const nulls = plan.keys.map(() => ', NULL').join('');
-    return { text: `WITH ${gathered} (${text}) UNION ALL SELECT NULL${nulls} WHERE (SELECT count(*) FROM dc) > ${sql.p(cap)}`, params: sql.params };
+      `WITH ${ctes.join(', ')} SELECT p.*, false AS inc FROM pagerows p UNION ALL (SELECT r.content${plan.keys.map(() => ', NULL').join('')}, r.id, true` +
+      ` FROM (SELECT DISTINCT k.t, k.i FROM (${keys}) k) k JOIN resource r ON r.resource_type = k.t AND r.id = k.i WHERE NOT r.deleted AND ${vis} LIMIT ${sql.p(MAX_INCLUDED + q.count + 1)})`;
+    return { text, params: sql.params };
   };
+  type PageRow = Record<string, string | boolean | null>;
   let pq = pageQuery(true);
-  let r = await db.query<Record<string, string | null>>(pq.text, pq.params);
+  let r = await db.query<PageRow>(pq.text, pq.params);
   if (win && r.rows.some((row) => row.content === null)) {
     pq = pageQuery(false);
-    r = await db.query<Record<string, string | null>>(pq.text, pq.params);
+    r = await db.query<PageRow>(pq.text, pq.params);
   }
-  const more = r.rows.length > q.count;
-  let rows = more ? r.rows.slice(0, q.count) : r.rows;
+  const included = r.rows.filter((row) => row.inc === true);
+  const matched = included.length > 0 ? r.rows.filter((row) => row.inc !== true) : r.rows;
+  const more = matched.length > q.count;
+  let rows = more ? matched.slice(0, q.count) : matched;
   if (reverse) rows = rows.reverse();
-  const keysOf = (row: Record<string, string | null>) => plan.keys.map((_, i) => row[`k${i}`] ?? null);
+  const keysOf = (row: PageRow) => plan.keys.map((_, i) => (row[`k${i}`] as string | null) ?? null);
 
   if (reverse) {
     // Walking back: there is always a next page (where we came from); a previous one if more.
@@ -209,6 +226,7 @@ export async function searchResources(
       base,
       result.entries.map((e) => e.resource),
       q.include,
+      included.map((row) => JSON.parse(row.content as string) as Resource),
     );
     for (const res of inc.resources) result.entries.push({ resource: res, mode: 'include' });
     if (inc.truncated) result.warnings.push(`Included resources were limited to ${MAX_INCLUDED}`);
