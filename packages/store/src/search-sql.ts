@@ -475,21 +475,22 @@ function windowConditions(c: SqlContext, win: DateWindow, f: Extract<Filter, { k
 /**
  * The (last_updated, id) of the sp_date rows in a date window, unordered and with duplicates: one
  * index range scan of sp_date (resource_type, code, span, low) per span class, since a row of class
- * i with high > lo has low > lo - DATE_SPAN_SECONDS[i]. Reads about as many index rows as there
- * are candidates, wherever the window lies; `extra` narrows them (keyset, _lastUpdated).
+ * i with high > lo has low > lo - DATE_SPAN_SECONDS[i] (tested as >=, so that -infinity, the floor
+ * of the longest classes, lets open ranges through). Reads about as many index rows as there
+ * are candidates, wherever the window lies; `extra` narrows them (keyset, _lastUpdated). The
+ * classes are a VALUES list joined laterally: planned once, not once per class.
  */
 export function dateCandidatesSql(c: SqlContext, type: string, f: Filter, win: DateWindow, extra: (x: string) => string[]): string {
   if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
   const { sql } = c;
-  const conds = [`x.resource_type = ${sql.p(type)}`, `x.code = ${sql.p(win.code)}`, ...windowConditions(c, win, f), ...extra('x')];
-  const base = `SELECT x.last_updated, x.id FROM sp_date x WHERE ${conds.join(' AND ')}`;
   const lo = Date.parse(win.lo);
-  const arms = DATE_SPAN_SECONDS.map((seconds, i) => {
+  const floors = DATE_SPAN_SECONDS.map((seconds, i) => {
     const floor = lo - seconds * 1000;
-    return `${base} AND x.span = ${i}` + (floor > FIRST_INSTANT ? ` AND x.low > ${sql.p(new Date(floor).toISOString())}::timestamptz` : '');
+    return `(${i}, ${floor > FIRST_INSTANT ? sql.p(new Date(floor).toISOString()) : "'-infinity'"}::timestamptz)`;
   });
-  arms.push(`${base} AND x.span = ${OPEN_SPAN}`);
-  return arms.join(' UNION ALL ');
+  floors.push(`(${OPEN_SPAN}, '-infinity'::timestamptz)`);
+  const conds = [`x.resource_type = ${sql.p(type)}`, `x.code = ${sql.p(win.code)}`, 'x.span = v.span', 'x.low >= v.floor', ...windowConditions(c, win, f), ...extra('x')];
+  return `SELECT x.last_updated, x.id FROM (VALUES ${floors.join(', ')}) v(span, floor) CROSS JOIN LATERAL (SELECT x.last_updated, x.id FROM sp_date x WHERE ${conds.join(' AND ')}) x`;
 }
 
 /** A _lastUpdated filter over a last_updated column (the resource's, or an index row's copy). */
