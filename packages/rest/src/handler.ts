@@ -18,6 +18,12 @@ export interface HandlerOptions {
   validate: (resource: Resource) => OperationOutcome;
   /** Runs a whole Bundle (batch/transaction); supplied by bundle.ts to avoid a cycle. */
   bundle?: (bundle: Bundle, repo: Repository) => Promise<Bundle>;
+  /**
+   * The audit record of a read by id for this repository's client (undefined: not audited). When
+   * given, the read and its audit row are one statement (Repository.readAudited) and onAccess is
+   * not called for it.
+   */
+  auditRead?: (repo: Repository, resourceType: string, id: string) => { ownerOrg: string | null; record: object; commit?: 'relaxed' } | undefined;
   /** Called with each successful read/search (audit of reads). */
   onAccess?: (repo: Repository, interaction: Interaction, resourceType: string | undefined, resources: Resource[], parameterNames?: string[]) => Promise<void>;
 }
@@ -188,8 +194,9 @@ export async function handleFhirRequest(req: FhirRequest, repo: Repository, opts
     switch (req.method) {
       case 'GET': {
         authorize(type, 'read');
-        const resource = await repo.read(type, id);
-        await opts.onAccess?.(repo, 'read', type, [resource]);
+        const audit = opts.auditRead?.(repo, type, id);
+        const resource = audit ? await repo.readAudited(type, id, audit) : await repo.read(type, id);
+        if (!audit) await opts.onAccess?.(repo, 'read', type, [resource]);
         const vidNow = resource.meta?.versionId;
         if (req.ifNoneMatch && vidNow && parseETag(req.ifNoneMatch) === vidNow) return { status: 304, headers: versionHeaders(resource, opts.baseUrl, false) };
         if (req.ifModifiedSince && resource.meta?.lastUpdated && new Date(resource.meta.lastUpdated) <= new Date(req.ifModifiedSince)) {

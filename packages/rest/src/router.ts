@@ -26,6 +26,7 @@ export interface FhirRouterOptions {
   validate: HandlerOptions['validate'];
   authorize?: HandlerOptions['authorize'];
   onAccess?: HandlerOptions['onAccess'];
+  auditRead?: HandlerOptions['auditRead'];
   /** The acting client, set by the auth middleware; the server itself when absent. */
   contextOf?: (req: Request) => RequestContext;
 }
@@ -54,6 +55,7 @@ export function createFhirRouter(opts: FhirRouterOptions): Router {
     authorize: opts.authorize,
     validate: opts.validate,
     onAccess: opts.onAccess,
+    auditRead: opts.auditRead,
   });
 
   router.use(express.text({ type: () => true, limit: MAX_BODY }));

@@ -1,5 +1,5 @@
-import type { AuditEvent, Patient } from '@medplum/fhirtypes';
-import { AuditQueue } from './audit-queue.ts';
+import type { AuditEvent, Patient, Resource } from '@medplum/fhirtypes';
+import { AuditQueue, patientOf } from './audit-queue.ts';
 import { Repository } from './repository.ts';
 import { writeVersion } from './write.ts';
 import type { TestDatabase } from './testing.ts';
@@ -106,5 +106,44 @@ describe.each(testDatabaseKinds())('audit queue on %s', (kind) => {
     await q.record('Organization/a', { client: 'c4', patient: 'Patient/p5' });
     await q.stop();
     expect(await count(t, 'SELECT count(*) AS n FROM audit_queue')).toBe(0);
+  });
+});
+
+describe.each(testDatabaseKinds())('a read audited in its own statement on %s', (kind) => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await openTestDatabase(kind);
+  }, 60_000);
+  afterAll(async () => t?.drop());
+
+  const queued = async (id: string) => (await t.db.query<{ content: string }>(`SELECT content FROM audit_queue WHERE content LIKE $1`, [`%${id}%`])).rows.map((r) => JSON.parse(r.content) as Record<string, unknown>);
+
+  it('writes the record with the patient patientOf finds, only when the resource is there and visible', async () => {
+    const a = new Repository(t.db, { organization: 'Organization/a' }, { modules: [] });
+    const b = new Repository(t.db, { organization: 'Organization/b' }, { modules: [] });
+    const patient = await a.create<Patient>({ resourceType: 'Patient' });
+    const resources: Resource[] = [
+      patient,
+      await a.create({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${patient.id}` } }),
+      await a.create({ resourceType: 'Task', status: 'requested', intent: 'order', for: { reference: `Patient/${patient.id}` } }),
+      await a.create({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Group/g1' } }),
+      await a.create({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }),
+      await a.create({ resourceType: 'Coverage', status: 'active', beneficiary: { reference: `Patient/${patient.id}` }, payor: [{ reference: 'Organization/x' }] }),
+    ];
+    for (const r of resources) {
+      const read = await a.readAudited(r.resourceType, r.id!, { ownerOrg: 'Organization/a', record: { marker: `m-${r.id}` } });
+      expect(read.id).toBe(r.id);
+      const rows = await queued(`m-${r.id}`);
+      expect(rows).toHaveLength(1);
+      expect(rows[0].patients).toEqual(patientOf(r) ? [patientOf(r)] : undefined);
+    }
+    expect(patientOf(resources[1])).toBe(`Patient/${patient.id}`);
+    expect(patientOf(resources[3])).toBeUndefined();
+    // Hidden from another organisation, missing, deleted: an error, and no record.
+    await expect(b.readAudited('Patient', patient.id!, { ownerOrg: 'Organization/b', record: { marker: 'hidden-1' } })).rejects.toThrow(/not found/);
+    await expect(a.readAudited('Patient', 'nope', { ownerOrg: 'Organization/a', record: { marker: 'missing-1' } })).rejects.toThrow(/not found/);
+    await a.delete('Observation', resources[4].id!);
+    await expect(a.readAudited('Observation', resources[4].id!, { ownerOrg: 'Organization/a', record: { marker: 'deleted-1' } })).rejects.toThrow(/deleted/);
+    for (const m of ['hidden-1', 'missing-1', 'deleted-1']) expect(await queued(m)).toHaveLength(0);
   });
 });

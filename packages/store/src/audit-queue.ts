@@ -28,7 +28,29 @@ export interface AuditQueueOptions {
   maxFlushes?: number;
   /** Records turned into AuditEvents per drain at most (default 2,000). */
   drainBatch?: number;
+  /** How record() commits (see QueryOptions.commit); default: synchronously. */
+  commit?: 'relaxed';
 }
+
+/** Keys whose Patient reference says whom a resource is about (the audit's patient), in order. */
+const PATIENT_KEYS = ['subject', 'patient', 'for', 'beneficiary'];
+
+/** The Patient a resource is about, when it says so plainly (the audit's `patient` entity). */
+export function patientOf(resource: Resource | undefined): string | undefined {
+  if (!resource) return undefined;
+  if (resource.resourceType === 'Patient') return `Patient/${resource.id}`;
+  const r = resource as unknown as Record<string, { reference?: string } | undefined>;
+  for (const key of PATIENT_KEYS) {
+    const ref = r[key]?.reference;
+    if (typeof ref === 'string' && ref.startsWith('Patient/')) return ref;
+  }
+  return undefined;
+}
+
+/** patientOf in SQL, over a row `r` of resource (resource_type, id) whose content is the jsonb `c`. */
+export const PATIENT_OF_SQL = `CASE WHEN r.resource_type = 'Patient' THEN 'Patient/' || r.id ELSE (
+  SELECT x.ref FROM (VALUES ${PATIENT_KEYS.map((k, i) => `(${i}, c -> '${k}' ->> 'reference')`).join(', ')}) AS x(n, ref)
+  WHERE starts_with(x.ref, 'Patient/') ORDER BY x.n LIMIT 1) END`;
 
 const INSERT = 'INSERT INTO audit_queue (owner_org, content) SELECT * FROM unnest($1::text[], $2::text[])';
 
@@ -44,6 +66,7 @@ export class AuditQueue {
   private readonly maxBatch: number;
   private readonly maxFlushes: number;
   private readonly drainBatch: number;
+  private readonly commit: 'relaxed' | undefined;
   private pending: Pending[] = [];
   private flushes = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -56,6 +79,7 @@ export class AuditQueue {
     this.maxBatch = options.maxBatch ?? 500;
     this.maxFlushes = options.maxFlushes ?? 4;
     this.drainBatch = options.drainBatch ?? 2000;
+    this.commit = options.commit;
   }
 
   /** Resolves once the record is committed to the log. */
@@ -72,7 +96,7 @@ export class AuditQueue {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0, this.maxBatch);
         try {
-          await this.db.query(INSERT, [batch.map((b) => b.owner), batch.map((b) => b.content)], { prepare: true });
+          await this.db.query(INSERT, [batch.map((b) => b.owner), batch.map((b) => b.content)], { prepare: true, commit: this.commit });
           for (const b of batch) b.resolve();
         } catch (e) {
           for (const b of batch) b.reject(e);

@@ -15,6 +15,14 @@ export interface QueryOptions {
    * parameters travel on later calls. Ignored by PGlite.
    */
   prepare?: boolean;
+  /**
+   * 'relaxed': an autocommit statement whose commit returns once PostgreSQL has the WAL record in
+   * memory (synchronous_commit=off), not on disk: it survives a crash of this process, not of
+   * PostgreSQL or the machine within the WAL writer's delay (≤ 3 × wal_writer_delay, 600 ms by
+   * default). For the audit records of reads only (decision 0004). Ignored inside a transaction and
+   * by PGlite.
+   */
+  commit?: 'relaxed';
 }
 
 export interface Db {
@@ -86,13 +94,27 @@ export class PgDb implements Db {
   readonly inTransaction = false;
   readonly dialect = 'postgres' as const;
   readonly pool: pg.Pool;
+  private readonly connectionString: string;
+  private readonly max: number;
+  private relaxedPool: pg.Pool | undefined;
   constructor(connectionString: string, max = 20) {
+    this.connectionString = connectionString;
+    this.max = max;
     this.pool = new pg.Pool({ connectionString, max });
     // An idle client's error (e.g. the server restarting) must not crash the process.
     this.pool.on('error', () => undefined);
   }
+  /** Connections for 'relaxed' commits, opened on first use (half the pool size, at least 2). */
+  private relaxed(): pg.Pool {
+    if (!this.relaxedPool) {
+      this.relaxedPool = new pg.Pool({ connectionString: this.connectionString, max: Math.max(2, Math.ceil(this.max / 2)), options: '-c synchronous_commit=off' });
+      this.relaxedPool.on('error', () => undefined);
+    }
+    return this.relaxedPool;
+  }
   async query<R>(sql: string, params?: unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
-    const r = await this.pool.query(queryConfig(sql, params, options));
+    const pool = options?.commit === 'relaxed' ? this.relaxed() : this.pool;
+    const r = await pool.query(queryConfig(sql, params, options));
     return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
   }
   async exec(sql: string): Promise<void> {
@@ -113,7 +135,7 @@ export class PgDb implements Db {
     }
   }
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.relaxedPool?.end()]);
   }
 }
 

@@ -9,6 +9,7 @@ import { indexResource } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
 import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
 import { insertNewResources, writeVersion } from './write.ts';
+import { PATIENT_OF_SQL } from './audit-queue.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
 import { searchResources } from './search.ts';
 import { searchParam } from './search-query.ts';
@@ -125,6 +126,28 @@ export class Repository implements ResourceRepository {
       [keys.map((k) => k.type), keys.map((k) => k.id), ...vis.params],
     );
     return r.rows.map((row) => JSON.parse(row.content) as T);
+  }
+
+  /**
+   * read(), and in the same statement (one round trip, one commit) the audit-log row of the read
+   * when a current version is visible: `record` is the audit record, to which the statement adds
+   * `patients` (patientOf the resource read, computed in SQL).
+   */
+  async readAudited<T extends Resource>(type: string, id: string, audit: { ownerOrg: string | null; record: object; commit?: 'relaxed' }): Promise<T> {
+    const vis = this.visibility(5);
+    const r = await this.db.query<StoredRow>(
+      `WITH r AS (SELECT resource_type, id, content, version_id, deleted, last_updated, owner_org FROM resource r WHERE resource_type = $1 AND id = $2 AND ${vis.sql}),
+      a AS (INSERT INTO audit_queue (owner_org, content)
+        SELECT $3, ($4::jsonb || CASE WHEN pt.p IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('patients', jsonb_build_array(pt.p)) END)::text
+        FROM r CROSS JOIN LATERAL (SELECT r.content::jsonb AS c OFFSET 0) j CROSS JOIN LATERAL (SELECT ${PATIENT_OF_SQL} AS p) pt WHERE NOT r.deleted)
+      SELECT content, version_id, deleted, last_updated, owner_org FROM r`,
+      [type, id, audit.ownerOrg, JSON.stringify(audit.record), ...vis.params],
+      { prepare: true, commit: audit.commit },
+    );
+    const row = r.rows[0];
+    if (!row) throw notFound(`${type}/${id} not found`);
+    if (row.deleted) throw gone(`${type}/${id} was deleted`);
+    return JSON.parse(row.content) as T;
   }
 
   async readVersion<T extends Resource>(type: string, id: string, versionId: string): Promise<T> {

@@ -19,7 +19,7 @@ import { referralModule } from '@tic/referral';
 import { installJobSchema } from '@tic/jobs';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
-import { auditAccess, auditEventsFor, auditRefusal, auditRowsForWrite } from './audit.ts';
+import { auditAccess, auditEventsFor, auditRefusal, auditRowForRead, auditRowsForWrite } from './audit.ts';
 import { validateOperation } from './operations/validate.ts';
 import { seedConformance } from './seed.ts';
 import { loadDemoData } from './demo.ts';
@@ -107,7 +107,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   await seedConformance(systemRepository(), conformance, logger);
   if (config.demoData) await loadDemoData(systemRepository(), logger);
 
-  const auditQueue = new AuditQueue(db, { build: auditEventsFor });
+  const auditQueue = new AuditQueue(db, { build: auditEventsFor, commit: config.auditReadCommit === 'relaxed' ? 'relaxed' : undefined });
   auditQueue.start(200, (e) => logger.error({ err: e }, 'audit queue drain failed'));
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
@@ -170,6 +170,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
         ? async (repo, interaction, resourceType, resources, parameterNames) =>
             auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditQueue)
         : undefined,
+      auditRead: config.auditReads ? (repo, type, id) => auditRowForRead(repo.ctx, type, id, config.auditReadCommit) : undefined,
       contextOf: (req) => contextOf(req),
     }),
   );

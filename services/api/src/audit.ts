@@ -2,29 +2,28 @@
 // every refused request. Each access is first a compact record in the audit log (@tic/store
 // audit-queue.ts): a write's in the write's own statement, a read's or a refusal's committed
 // before the response is sent, so none is lost on a crash. AuditEvent resources are built from
-// the records moments later (docs/decisions/0004-audit-record.md).
+// the records moments later (docs/decisions/0004-audit-record.md). A read by id and its record are
+// one statement (one round trip, one commit).
 import type { Resource } from '@medplum/fhirtypes';
 import type { RequestContext, WriteInteraction } from '@tic/fhir';
 import { auditRecord, buildAuditEvents } from '@tic/auth';
 import type { AuditAction, AuditRecord, RestfulInteraction } from '@tic/auth';
 import type { AuditQueue, AuditRow, Db } from '@tic/store';
-import { appendAuditRows } from '@tic/store';
+import { appendAuditRows, patientOf } from '@tic/store';
 
 /** Owner of audit records that belong to no client organisation (e.g. refused unauthenticated calls). */
 export const OPERATOR_ORGANIZATION = 'Organization/tic-exchange-operator';
 
 const actionFor: Record<WriteInteraction, AuditAction> = { create: 'C', update: 'U', patch: 'U', delete: 'D' };
 
-/** The Patient a resource is about, when it says so plainly. */
-export function patientOf(resource: Resource | undefined): string | undefined {
-  if (!resource) return undefined;
-  if (resource.resourceType === 'Patient') return `Patient/${resource.id}`;
-  const r = resource as unknown as Record<string, { reference?: string } | undefined>;
-  for (const key of ['subject', 'patient', 'for', 'beneficiary']) {
-    const ref = r[key]?.reference;
-    if (typeof ref === 'string' && ref.startsWith('Patient/')) return ref;
-  }
-  return undefined;
+/**
+ * The audit record of a read by id, for the store to write in the read's own statement (the
+ * resource's patient is added there). Undefined for the server itself.
+ */
+export function auditRowForRead(ctx: RequestContext, type: string, id: string, commit: 'relaxed' | 'sync'): { ownerOrg: string | null; record: AuditRecord; commit?: 'relaxed' } | undefined {
+  if (ctx.system) return undefined;
+  const row = { ownerOrg: ownerOf(ctx), record: auditRecord({ ctx, action: 'R', interaction: 'read', resources: [`${type}/${id}`], outcome: '0' }) };
+  return commit === 'relaxed' ? { ...row, commit } : row;
 }
 
 /** Audit records belong to the acting organisation, so its auditors see its own trail. */

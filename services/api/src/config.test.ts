@@ -23,4 +23,9 @@ describe('loadConfig', () => {
     expect(loadConfig({ AUDIT_READS: 'off' }).auditReads).toBe(false);
     expect(() => loadConfig({ AUDIT_READS: 'off', TIC_ENV: 'production' })).toThrow(/refused in production/);
   });
+  it('commits read audit records relaxed unless told to wait for the disk', () => {
+    expect(loadConfig({}).auditReadCommit).toBe('relaxed');
+    expect(loadConfig({ AUDIT_READ_COMMIT: 'sync' }).auditReadCommit).toBe('sync');
+    expect(() => loadConfig({ AUDIT_READ_COMMIT: 'later' })).toThrow(/auditReadCommit/);
+  });
 });

@@ -34,6 +34,8 @@ export interface ApiConfig {
    * benchmark; production refuses it.
    */
   auditReads: boolean;
+  /** How a read's audit record is committed: 'relaxed' (default) or 'sync' (decision 0004). */
+  auditReadCommit: 'relaxed' | 'sync';
   /** Delivery attempts of a referral before the Task is marked "delivery failed". */
   referralMaxAttempts: number;
   /** Run the job worker in this process (PostgreSQL only); WORKER=off when it runs separately. */
@@ -77,6 +79,7 @@ const schema = {
     shutdownTimeoutMs: { type: 'integer', minimum: 0 },
     referralMaxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
     auditReads: { type: 'boolean' },
+    auditReadCommit: { enum: ['relaxed', 'sync'] },
     worker: { type: 'boolean' },
     referralTargetsFile: { type: 'string' },
     referralCredentialsFile: { type: 'string' },
@@ -126,6 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
     shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
     referralMaxAttempts: int(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
     auditReads: bool(env.AUDIT_READS) ?? true,
+    auditReadCommit: (env.AUDIT_READ_COMMIT ?? 'relaxed') as ApiConfig['auditReadCommit'],
     worker: !['off', 'false', '0', 'no'].includes((env.WORKER ?? '').trim().toLowerCase()),
     referralTargetsFile: env.REFERRAL_TARGETS_FILE,
     referralCredentialsFile: env.REFERRAL_CREDENTIALS_FILE,
