@@ -205,6 +205,29 @@ describe('audit trail', () => {
     expect(events).toEqual(expect.arrayContaining(['create', 'search-type']));
   });
 
+  it('an auditor sees every access recorded before the request, grouped events keeping each access', async () => {
+    const p = await auditor.post('Patient', { resourceType: 'Patient' });
+    const obs = [];
+    for (let i = 0; i < 2; i++) {
+      obs.push((await auditor.post('Observation', { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${p.body.id}` } })).body as Observation);
+    }
+    for (const o of obs) expect((await auditor.get(`Observation/${o.id}`)).status).toBe(200);
+    expect((await auditor.get(`Patient/${p.body.id}`)).status).toBe(200);
+    // No drainAudit(): reading AuditEvent drains the audit log first.
+    const found = await auditor.get(`AuditEvent?patient=Patient/${p.body.id}&subtype=read&_count=50`);
+    expect(found.status).toBe(200);
+    const events = (found.body as Bundle).entry!.map((e) => e.resource as AuditEvent);
+    const read = events.flatMap((e) => (e.entity ?? []).map((x) => x.what?.reference));
+    for (const o of obs) expect(read).toContain(`Observation/${o.id}`);
+    for (const e of events) {
+      expect(e.agent[0].who?.identifier?.value).toBe('client-auditor');
+      // A group of accesses: each access's own time and request on its entities.
+      if (e.period) for (const x of e.entity!.filter((x) => x.role?.code === '4')) expect(x.detail?.find((d) => d.type === 'recorded')?.valueString).toBeTruthy();
+    }
+    const creates = await auditor.get(`AuditEvent?entity=Observation/${obs[0].id}/_history/1&subtype=create`);
+    expect((creates.body as Bundle).entry).toHaveLength(1);
+  });
+
   it('only the auditor reads AuditEvents; nobody creates, updates or deletes them', async () => {
     expectOutcome(await a.get('AuditEvent'), 403);
     expectOutcome(await sensitive.get('AuditEvent'), 403);
