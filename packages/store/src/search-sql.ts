@@ -478,7 +478,9 @@ function windowConditions(c: SqlContext, win: DateWindow, f: Extract<Filter, { k
  * i with high > lo has low > lo - DATE_SPAN_SECONDS[i] (tested as >=, so that -infinity, the floor
  * of the longest classes, lets open ranges through). Reads about as many index rows as there
  * are candidates, wherever the window lies; `extra` narrows them (keyset, _lastUpdated). The
- * classes are a VALUES list joined laterally: planned once, not once per class.
+ * classes are a VALUES list joined laterally: planned once, not once per class. OFFSET 0 keeps
+ * it one range scan per class: without it, on pages not yet all-visible (right after a load,
+ * before autovacuum) PostgreSQL hash-joined the classes with every row below the window's end.
  */
 export function dateCandidatesSql(c: SqlContext, type: string, f: Filter, win: DateWindow, extra: (x: string) => string[]): string {
   if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
@@ -490,7 +492,7 @@ export function dateCandidatesSql(c: SqlContext, type: string, f: Filter, win: D
   });
   floors.push(`(${OPEN_SPAN}, '-infinity'::timestamptz)`);
   const conds = [`x.resource_type = ${sql.p(type)}`, `x.code = ${sql.p(win.code)}`, 'x.span = v.span', 'x.low >= v.floor', ...windowConditions(c, win, f), ...extra('x')];
-  return `SELECT x.last_updated, x.id FROM (VALUES ${floors.join(', ')}) v(span, floor) CROSS JOIN LATERAL (SELECT x.last_updated, x.id FROM sp_date x WHERE ${conds.join(' AND ')}) x`;
+  return `SELECT x.last_updated, x.id FROM (VALUES ${floors.join(', ')}) v(span, floor) CROSS JOIN LATERAL (SELECT x.last_updated, x.id FROM sp_date x WHERE ${conds.join(' AND ')} OFFSET 0) x`;
 }
 
 /** A _lastUpdated filter over a last_updated column (the resource's, or an index row's copy). */
