@@ -120,8 +120,11 @@ export async function deliverSummary(system: Repository, payload: SendSummaryPay
   // failed redelivery of it is only audited.
   const refuse = async (reason: string): Promise<SendOutcome> => {
     const current = (await readOrUndefined(() => sys.read<Communication>('Communication', record.id!))) ?? record;
-    if (current.status !== 'completed') await markNotDone(sys, current, reason);
-    await auditSending(sys, current, '4', `Recovery plan summary not sent: ${reason}`, now);
+    // The outcome and its AuditEvent together: a crash between them must not lose either.
+    await sys.transaction(async (tx) => {
+      if (current.status !== 'completed') await markNotDone(tx, current, reason);
+      await auditSending(tx, current, '4', `Recovery plan summary not sent: ${reason}`, now);
+    });
     return 'refused';
   };
 
@@ -147,8 +150,10 @@ export async function deliverSummary(system: Repository, payload: SendSummaryPay
     if (attempt.attempts < attempt.maxAttempts) throw e;
     const reason = `delivery failed after ${attempt.attempts} attempts: ${failureReason(e)}`;
     const latest = (await readOrUndefined(() => sys.read<Communication>('Communication', record.id!))) ?? record;
-    if (latest.status !== 'completed') await markNotDone(sys, latest, reason);
-    await auditSending(sys, latest, '8', `Recovery plan summary ${reason}`, now);
+    await sys.transaction(async (tx) => {
+      if (latest.status !== 'completed') await markNotDone(tx, latest, reason);
+      await auditSending(tx, latest, '8', `Recovery plan summary ${reason}`, now);
+    });
     return 'failed';
   }
   const latest = (await readOrUndefined(() => sys.read<Communication>('Communication', record.id!))) ?? record;

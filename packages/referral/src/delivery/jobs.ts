@@ -144,9 +144,14 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
   } catch (e) {
     if ((e as { response?: { status?: number } }).response?.status === 401) target.invalidateToken?.();
     if (attempt.attempts >= attempt.maxAttempts) {
-      const current = (await readOrUndefined<Task>(repo, `Task/${taskId}`)) ?? task;
-      await setBusinessStatus(repo, current, 'deliveryFailed');
-      await auditFailure(repo, current, attempt.attempts, failureReason(e), now);
+      // The Task's "delivery failed" and its AuditEvent together: a crash between them loses neither.
+      const fail = async (r: ResourceRepository) => {
+        const current = (await readOrUndefined<Task>(r, `Task/${taskId}`)) ?? task;
+        await setBusinessStatus(r, current, 'deliveryFailed');
+        await auditFailure(r, current, attempt.attempts, failureReason(e), now);
+      };
+      if (repo instanceof Repository) await repo.transaction(fail);
+      else await fail(repo);
       return 'failed';
     }
     throw e;
