@@ -28,7 +28,7 @@ export async function enqueueJob(db: Db, task: string, payload: unknown, options
     options.runAt ? options.runAt.toISOString() : null,
     options.maxAttempts ?? null,
     options.jobKey ?? null,
-  ]);
+  ], { prepare: true });
 }
 
 export interface PinoLike {

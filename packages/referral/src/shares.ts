@@ -34,6 +34,7 @@ export async function syncShares(db: Db, sets: ShareSet[]): Promise<void> {
      INSERT INTO resource_share (resource_type, id, org, reason, expires) SELECT resource_type, id, org, reason, expires FROM wanted
      ON CONFLICT (resource_type, id, org, reason) DO UPDATE SET expires = EXCLUDED.expires WHERE resource_share.expires IS DISTINCT FROM EXCLUDED.expires`,
     [col(0), col(1), col(2), col(3), col(4), sets.map((s) => s.reason)],
+    { prepare: true },
   );
 }
 

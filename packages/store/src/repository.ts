@@ -124,6 +124,7 @@ export class Repository implements ResourceRepository {
     const r = await this.db.query<{ content: string }>(
       `SELECT r.content FROM unnest($1::text[], $2::text[]) AS k(t, i) JOIN resource r ON r.resource_type = k.t AND r.id = k.i WHERE NOT r.deleted AND ${vis.sql}`,
       [keys.map((k) => k.type), keys.map((k) => k.id), ...vis.params],
+      { prepare: true },
     );
     return r.rows.map((row) => JSON.parse(row.content) as T);
   }
@@ -322,7 +323,7 @@ export class Repository implements ResourceRepository {
     const unique = [...new Set(keys)];
     if (unique.length === 0 || this.db.dialect !== 'postgres') return;
     if (unique.length === 1) return this.lock(unique[0]);
-    await this.db.query('SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1 OFFSET 0) s', [unique]);
+    await this.db.query('SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1 OFFSET 0) s', [unique], { prepare: true });
   }
 
   /**
@@ -348,6 +349,7 @@ export class Repository implements ResourceRepository {
          JOIN resource r ON r.resource_type = q.t AND r.id = d.id
          WHERE NOT r.deleted AND ${vis.sql} LIMIT $4) m`,
       [batch.map((b) => b.type), batch.map((b) => b.system), batch.map((b) => b.value), limit, ...vis.params],
+      { prepare: true },
     );
     for (const row of r.rows) out[batch[Number(row.i) - 1].at].push(JSON.parse(row.content) as T);
     return out;
