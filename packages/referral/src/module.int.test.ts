@@ -6,7 +6,7 @@ import { Repository } from '@tic/store';
 import type { RepositoryServices } from '@tic/store';
 import { openTestDatabase, testDatabaseKinds } from '@tic/store/testing';
 import type { TestDatabase } from '@tic/store/testing';
-import { businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
+import { businessStatus, businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
 import { referralModule } from './module.ts';
 import { sharesOf, shareReason } from './shares.ts';
 
@@ -108,6 +108,21 @@ describe.each(testDatabaseKinds())('referral module on %s', (kind) => {
     expect(businessStatusCode(await repo(CLINIC).read<Task>('Task', task.id!))).toBe('awaiting-consent');
     // History of the Task is refused to the receiver as well.
     expect((await housing.historyEntries('Task', task.id!, { count: 10, offset: 0 })).length).toBe(0);
+  });
+
+  it('keeps the shares through an update that changes nothing they depend on, rewrites them when it does', async () => {
+    const { patient, task } = await referral(HOUSING);
+    await repo(CLINIC).create(consentBase(`Patient/${patient.id}`, [HOUSING]));
+    const before = await sharesOf(t.db, shareReason(task.id!));
+    expect(before.map((r) => r.resource_type).sort()).toEqual(['Consent', 'Patient', 'ServiceRequest', 'Task']);
+    const current = await repo().read<Task>('Task', task.id!);
+    const delivered = await repo().update<Task>({ ...current, businessStatus: businessStatus('delivered') });
+    expect(await sharesOf(t.db, shareReason(task.id!))).toEqual(before);
+    expect((await repo(HOUSING).read<Task>('Task', task.id!)).businessStatus?.text).toBe('delivered');
+    // A status change by the requester does rewrite them: entered-in-error discloses nothing.
+    await repo(CLINIC).update<Task>({ ...delivered, status: 'entered-in-error' });
+    expect(await sharesOf(t.db, shareReason(task.id!))).toEqual([]);
+    expect(await status(repo(HOUSING).read('Task', task.id!))).toBe(404);
   });
 
   it('ends disclosure when the consent period ends (share rows expire)', async () => {

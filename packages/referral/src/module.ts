@@ -5,7 +5,7 @@ import type { Consent, Organization, Resource, ServiceRequest, Subscription, Tas
 import type { DomainModule, WriteHookContext } from '@tic/fhir';
 import { forbidden } from '@tic/fhir';
 import { enqueueJob } from '@tic/jobs';
-import { BUSINESS_STATUS, businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
+import { BUSINESS_STATUS, businessStatusCode, REFERRAL_IDENTIFIER_SYSTEM, SECTOR_SYSTEM } from './codes.ts';
 import { DELIVER_JOB } from './delivery/jobs.ts';
 import { isPatientPrivacy } from './consent.ts';
 import { codesIn, organizationSectors } from './directory.ts';
@@ -34,12 +34,35 @@ export interface ReferralModuleOptions {
   subscriptions?: { maxAttempts?: number };
 }
 
+/** A Task this server received from the referrer's server (delivery gives it a source identifier). */
+function isReceivedCopy(task: Task): boolean {
+  return (task.identifier ?? []).some((i) => i.system === REFERRAL_IDENTIFIER_SYSTEM);
+}
+
 function shouldDeliver(task: Task, ctx: WriteHookContext): boolean {
+  // A copy received by delivery is the receiving end: it is not sent on (back to its owner's
+  // endpoint, or round in a loop between two servers).
+  if (isReceivedCopy(task)) return false;
   const previous = ctx.previous as Task | undefined;
   if (!previous) return true;
   if (businessStatusCode(previous) === BUSINESS_STATUS.awaitingConsent.code) return true;
   // Status changes made by the requester (e.g. cancel) travel too; the server's own bookkeeping does not.
   return !ctx.request.system && previous.status !== task.status && previous.requester?.reference === ctx.request.organization;
+}
+
+/**
+ * An update that changes nothing the shares are made of (status, parties, patient, focus, inputs,
+ * sectors asked for, whether consent is awaited) leaves them as they are: e.g. the worker's
+ * "delivered" businessStatus. Consent and ServiceRequest changes resync the shares themselves;
+ * open Tasks are always rewritten (their offers follow the directory).
+ */
+function sharesUnchanged(task: Task, ctx: WriteHookContext): boolean {
+  const previous = ctx.previous as Task | undefined;
+  if (ctx.interaction === 'create' || !previous || previous.resourceType !== 'Task' || !isReferralTask(previous) || !task.owner) return false;
+  const awaiting = (t: Task) => businessStatusCode(t) === BUSINESS_STATUS.awaitingConsent.code;
+  if (awaiting(previous) !== awaiting(task)) return false;
+  const same = (k: 'status' | 'owner' | 'for' | 'focus' | 'input' | 'performerType' | 'requester') => JSON.stringify(previous[k]) === JSON.stringify(task[k]);
+  return same('status') && same('owner') && same('for') && same('focus') && same('input') && same('performerType') && same('requester');
 }
 
 function actorOf(ctx: WriteHookContext): Actor {
@@ -86,7 +109,7 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
         if (isReferralTask(resource)) {
           // The store runs only afterWrite on deletes; throwing here rolls the delete back.
           if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
-          const coverage = deleted ? undefined : await syncTaskShares(ctx.repo, resource, now(), ctx);
+          const coverage = deleted ? undefined : sharesUnchanged(resource, ctx) ? await coverageForWrite(ctx, ctx.repo, resource, now()) : await syncTaskShares(ctx.repo, resource, now(), ctx);
           if (coverage && options.delivery && shouldDeliver(resource, ctx)) {
             await enqueueJob(dbOf(ctx.repo), DELIVER_JOB, { taskId: resource.id }, { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 });
           }

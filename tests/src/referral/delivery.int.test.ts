@@ -132,6 +132,47 @@ pg('referral delivery between two servers', () => {
     expect(await remoteTasks(task)).toHaveLength(1);
   }, 60_000);
 
+  it('does not send on a referral it received from another server', async () => {
+    const patient = await aa.create<Patient>({ resourceType: 'Patient', name: [{ family: 'Ngata' }] });
+    await aa.create(consent(`Patient/${patient.id}`));
+    const base: Task = { resourceType: 'Task', status: 'requested', intent: 'order', code: { coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }] }, for: { reference: `Patient/${patient.id}` }, requester: { reference: 'Organization/org-a' }, owner: { reference: 'Organization/org-b' } };
+    const received = await aa.create<Task>({ ...base, identifier: [{ system: REFERRAL_IDENTIFIER_SYSTEM, value: 'http://elsewhere.example/fhir/Task/1' }] });
+    const own = await aa.create<Task>({ ...base });
+    // Both are disclosable under the Consent; only the server's own referral gets a delivery job.
+    expect([received, own].map((t) => t.businessStatus?.text)).toEqual(['consented', 'consented']);
+    const jobs = await A.db.db.query<{ key: string }>('SELECT key FROM graphile_worker.jobs WHERE key = ANY($1::text[])', [[`referral-deliver:${received.id}`, `referral-deliver:${own.id}`]]);
+    const delivered = await until(async () => ((await remoteTasks(own)).length ? true : undefined));
+    expect(delivered).toBe(true);
+    expect(jobs.rows.map((r) => r.key).filter((k) => k.endsWith(received.id!))).toEqual([]);
+    expect(await remoteTasks(received)).toHaveLength(0);
+  }, 60_000);
+
+  it('keeps a change made to the Task while it was being sent', async () => {
+    await worker.stop();
+    try {
+      const { task } = await refer(true);
+      // The requester changes the Task after the worker read it, before the receiver answers.
+      const racing: DeliveryOptions = {
+        ...options,
+        resolveTarget: async (owner, repo, t) => {
+          const base = await options.resolveTarget(owner, repo, t);
+          return base && { ...base, accessToken: async () => {
+            const current = (await aa.get(`Task/${task.id}`)).body as Task;
+            expect((await aa.put(`Task/${task.id}`, { ...current, priority: 'urgent' }, { 'If-Match': `W/"${current.meta!.versionId}"` })).status).toBe(200);
+            return base.accessToken?.();
+          } };
+        },
+      };
+      expect(await deliverReferral(A.api.systemRepository(), task.id!, racing, { attempts: 1, maxAttempts: 5 })).toBe('sent');
+      const local = (await aa.get(`Task/${task.id}`)).body as Task;
+      expect([local.priority, local.businessStatus?.text]).toEqual(['urgent', 'delivered']);
+      expect(await remoteTasks(task)).toHaveLength(1);
+      await A.db.db.query('SELECT graphile_worker.remove_job($1)', [`referral-deliver:${task.id}`]);
+    } finally {
+      worker = await startWorker({ connectionString: A.db.url!, taskList: referralJobs(() => A.api.systemRepository(), options), pollInterval: 100, concurrency: 4 });
+    }
+  }, 60_000);
+
   it('delivers once the receiver is back after being down, without duplicates', async () => {
     await stopB();
     const { task } = await refer(true);

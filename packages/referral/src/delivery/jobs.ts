@@ -7,6 +7,7 @@ import { Client } from 'fhir-kit-client';
 import type { JobHandler, TaskList } from '@tic/jobs';
 import { enqueueJob } from '@tic/jobs';
 import type { ResourceRepository } from '@tic/fhir';
+import { isOperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import { Repository } from '@tic/store';
 import { BUSINESS_STATUS, businessStatus, businessStatusCode } from '../codes.ts';
 import { disclosedResources, keyOf } from '../disclosure.ts';
@@ -97,22 +98,29 @@ async function readAll(repo: ResourceRepository, keys: ResourceKey[]): Promise<M
 }
 
 /**
- * After the receiver accepted the Bundle: businessStatus "delivered" on the current Task and, while
- * the Task is open, the next status poll, in one transaction (the Task row locked, so a concurrent
- * change is neither lost nor overwritten).
+ * After the receiver accepted the Bundle: businessStatus "delivered" and, while the Task is open,
+ * the next status poll, in one transaction. The Task read before sending is updated only if it is
+ * still the current version (If-Match); if it changed meanwhile, it is read again and the update
+ * retried, so a concurrent change is neither lost nor overwritten.
  */
-async function recordDelivered(repo: ResourceRepository, taskId: string, fallback: Task, pollIntervalMs: number): Promise<void> {
-  const run = async (tx: ResourceRepository) => {
-    let current = fallback;
-    if (tx instanceof Repository) {
-      const row = await tx.readRow('Task', taskId, true);
-      if (row && !row.deleted) current = JSON.parse(row.content) as Task;
-    } else current = (await readOrUndefined<Task>(tx, `Task/${taskId}`)) ?? fallback;
-    await setBusinessStatus(tx, current, 'delivered');
-    if (!FINAL.includes(current.status)) await enqueueJob(dbOf(tx), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + pollIntervalMs) });
-  };
-  if (repo instanceof Repository) await repo.transaction(run);
-  else await run(repo);
+async function recordDelivered(repo: ResourceRepository, taskId: string, task: Task, pollIntervalMs: number): Promise<void> {
+  let current = task;
+  for (let attempt = 0; ; attempt++) {
+    const run = async (tx: ResourceRepository) => {
+      if (businessStatusCode(current) !== BUSINESS_STATUS.delivered.code) await tx.update<Task>({ ...current, businessStatus: businessStatus('delivered') }, { ifMatch: current.meta?.versionId });
+      if (!FINAL.includes(current.status)) await enqueueJob(dbOf(tx), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + pollIntervalMs) });
+    };
+    try {
+      if (repo instanceof Repository) await repo.transaction(run);
+      else await run(repo);
+      return;
+    } catch (e) {
+      if (attempt >= 5 || !isOperationOutcomeError(e) || statusForOutcome(e) !== 412) throw e;
+      const fresh = await readOrUndefined<Task>(repo, `Task/${taskId}`);
+      if (!fresh) return;
+      current = fresh;
+    }
+  }
 }
 
 export async function deliverReferral(repo: ResourceRepository, taskId: string, options: DeliveryOptions, attempt: { attempts: number; maxAttempts: number }): Promise<'sent' | 'skipped' | 'failed'> {
