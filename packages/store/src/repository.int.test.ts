@@ -139,4 +139,13 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     await r.createMany(patients(['male']), { shape: () => undefined });
     expect(validated).toEqual(['male', 'male', 'male']);
   });
+
+  it('indexes a string with a lone surrogate (as U+FFFD, what UTF-8 makes of it) and keeps it in the content', async () => {
+    const family = `Sur\ud800rogate-${kind}`;
+    const created = await repo().createMany<Patient>([{ resourceType: 'Patient', name: [{ family }] }, { resourceType: 'Patient', name: [{ family: 'Plain' }] }]);
+    expect((await repo().read<Patient>('Patient', created[0].id!)).name?.[0].family).toBe(family);
+    expect((await repo().search<Patient>('Patient', { family: `Sur\ufffdrogate-${kind}` })).map((p) => p.id)).toEqual([created[0].id]);
+    const single = await repo().create<Patient>({ resourceType: 'Patient', name: [{ family: `One\udc00-${kind}` }] });
+    expect((await repo().search<Patient>('Patient', { family: `One\ufffd-${kind}` })).map((p) => p.id)).toEqual([single.id]);
+  });
 });

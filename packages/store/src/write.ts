@@ -60,7 +60,7 @@ export async function writeVersion(
   audit: AuditRow[] = [],
 ): Promise<boolean> {
   const p: unknown[] = [row.resourceType, row.id, row.versionId, row.lastUpdated, row.deleted, row.content, row.ownerOrg, row.restricted];
-  const arr = (values: unknown[]) => {
+  const arr = (values: unknown) => {
     p.push(values);
     return `$${p.length}`;
   };
@@ -88,7 +88,7 @@ export async function writeVersion(
 }
 
 /** CTEs inserting new resources (version 1 rows): current and version tables. */
-function insertCtes(arr: (values: unknown[]) => string, rows: CompanionRow[], name: string, condition: string): string[] {
+function insertCtes(arr: (values: unknown) => string, rows: CompanionRow[], name: string, condition: string): string[] {
   if (rows.length === 0) return [];
   const r = rows.map((c) => c.row);
   const cols = [
@@ -108,28 +108,53 @@ function insertCtes(arr: (values: unknown[]) => string, rows: CompanionRow[], na
 }
 
 /** The CTE appending audit-log rows. */
-function auditCtes(arr: (values: unknown[]) => string, audit: AuditRow[], condition: string): string[] {
+function auditCtes(arr: (values: unknown) => string, audit: AuditRow[], condition: string): string[] {
   if (audit.length === 0) return [];
   return [
     `a AS (INSERT INTO audit_queue (owner_org, content) SELECT * FROM unnest(${arr(audit.map((a) => a.ownerOrg))}::text[], ${arr(audit.map((a) => a.content))}::text[]) ${condition})`,
   ];
 }
 
-/** CTEs inserting the search-index rows of several resources, one INSERT per index table. */
-function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[], condition: string): string[] {
+/**
+ * CTEs inserting the search-index rows of several resources, one INSERT per index table. The rows
+ * of a table travel as one JSON array (`[resource number, code, ...columns]` each: serialised
+ * natively, parsed once by PostgreSQL as jsonb), and the resource columns (type, id, last_updated)
+ * once per resource in `k`, joined on the number: a response's 21 Observations send their ~600
+ * index rows as a few small arrays instead of 8 text arrays of every row's every column.
+ */
+function indexCtes(arr: (values: unknown) => string, resources: CompanionRow[], condition: string): string[] {
   const ctes: string[] = [];
   for (const [key, table, cols] of indexTables) {
-    // last_updated is the resource's (docs/search-plans.md: searches walk the index rows in that order).
-    const all = resources.flatMap((c) => (c.index[key] as unknown[][]).map((r) => [c.row.resourceType, c.row.id, c.row.lastUpdated, ...r]));
-    if (all.length === 0) continue;
-    const columns = ['resource_type', 'id', 'last_updated', 'code', ...cols];
-    const params = columns.map((_, i) => arr(all.map((r) => r[i] ?? null)));
-    const select = params.map((name) => `${name}::text[]`).join(', ');
-    const cast = columns.map((c) => (casts[c] ? `u.${c}::${casts[c]}` : c === 'value' && numericTables.has(key) ? `u.${c}::numeric` : `u.${c}`));
-    ctes.push(`i_${key} AS (INSERT INTO ${table} (${columns.join(', ')})
-      SELECT ${cast.join(', ')} FROM unnest(${select}) AS u(${columns.join(', ')}) ${condition})`);
+    const rows: unknown[][] = [];
+    resources.forEach((c, n) => {
+      for (const r of c.index[key] as unknown[][]) rows.push([n + 1, ...r]);
+    });
+    if (rows.length === 0) continue;
+    if (ctes.length === 0) {
+      // last_updated is the resource's (docs/search-plans.md: searches walk the index rows in that order).
+      const r = resources.map((c) => c.row);
+      ctes.push(`k AS (SELECT * FROM unnest(${arr(r.map((x) => x.resourceType))}::text[], ${arr(r.map((x) => x.id))}::text[], ${arr(r.map((x) => x.lastUpdated))}::timestamptz[])
+      WITH ORDINALITY AS k(resource_type, id, last_updated, n))`);
+    }
+    const columns = ['code', ...cols];
+    const values = columns.map((c, i) => {
+      const v = `e->>${i + 1}`;
+      return casts[c] ? `(${v})::${casts[c]}` : c === 'value' && numericTables.has(key) ? `(${v})::numeric` : v;
+    });
+    ctes.push(`i_${key} AS (INSERT INTO ${table} (resource_type, id, last_updated, ${columns.join(', ')})
+      SELECT k.resource_type, k.id, k.last_updated, ${values.join(', ')} FROM jsonb_array_elements(${arr(jsonRows(rows))}::jsonb) AS e JOIN k ON k.n = (e->>0)::bigint ${condition})`);
   }
   return ctes;
+}
+
+/**
+ * JSON text of index rows. A lone surrogate (possible in a parsed string) becomes U+FFFD, as it
+ * does when a string is sent as text (UTF-8), instead of an escape jsonb refuses.
+ */
+function jsonRows(rows: unknown[][]): string {
+  const json = JSON.stringify(rows);
+  if (!/\\u[dD][89a-fA-F]/.test(json)) return json;
+  return JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'string' ? v.toWellFormed() : v));
 }
 
 /**
@@ -139,7 +164,7 @@ function indexCtes(arr: (values: unknown[]) => string, resources: CompanionRow[]
 export async function insertNewResources(db: Db, rows: CompanionRow[], audit: AuditRow[] = []): Promise<void> {
   if (rows.length === 0 && audit.length === 0) return;
   const p: unknown[] = [];
-  const arr = (values: unknown[]) => {
+  const arr = (values: unknown) => {
     p.push(values);
     return `$${p.length}`;
   };
