@@ -240,6 +240,20 @@ describe('screeningModule hooks', () => {
     expect(repo.all<Observation>('Observation').every((o) => o.status === 'entered-in-error')).toBe(true);
   });
 
+  it('looks a stored (not hosted) Questionnaire up once per write', async () => {
+    const own = { ...structuredClone(pc), id: undefined, url: 'https://clinic.example.org/Questionnaire/pc', version: '7' };
+    await repo.create(own);
+    const searched: string[] = [];
+    const search = repo.search.bind(repo);
+    repo.search = ((type: string, query: SearchQuery) => {
+      searched.push(type);
+      return search(type as never, query);
+    }) as typeof repo.search;
+    await write(module, repo, { ...positive(), questionnaire: 'https://clinic.example.org/Questionnaire/pc|7' });
+    expect(searched.filter((t) => t === 'Questionnaire')).toHaveLength(1);
+    expect(repo.all<Observation>('Observation')).toHaveLength(7);
+  });
+
   it('records clinician administration', async () => {
     await write(module, repo, respond(instrument('phq-9'), uniform(9, 1)));
     const score = repo.all<Observation>('Observation').find((o) => o.code.coding?.[0].code === '44261-6');

@@ -26,9 +26,23 @@ function withSecurityLabels(qr: QuestionnaireResponse): QuestionnaireResponse {
   return { ...qr, meta: { ...qr.meta, security } };
 }
 
+/**
+ * The Questionnaire beforeWrite found, for afterWrite of the same write (the store passes both the
+ * same context), so a Questionnaire stored in the repository is looked up once per write.
+ */
+const resolved = new WeakMap<WriteHookContext, { canonical: string | undefined; q: Questionnaire | undefined }>();
+
+async function questionnaireFor(runtime: ScreeningRuntime, qr: QuestionnaireResponse, ctx: WriteHookContext): Promise<Questionnaire | undefined> {
+  const known = resolved.get(ctx);
+  if (known && known.canonical === qr.questionnaire) return known.q;
+  const q = await questionnaireOf(runtime, qr, ctx.repo);
+  resolved.set(ctx, { canonical: qr.questionnaire, q });
+  return q;
+}
+
 async function beforeWrite(runtime: ScreeningRuntime, resource: Resource, ctx: WriteHookContext): Promise<Resource | void> {
   if (resource.resourceType !== 'QuestionnaireResponse' || ctx.interaction === 'delete') return undefined;
-  const q = await questionnaireOf(runtime, resource, ctx.repo);
+  const q = await questionnaireFor(runtime, resource, ctx);
   if (!q) return undefined;
   validateQuestionnaireResponse(resource, q);
   if (!isScreeningInstrument(q)) return undefined;
@@ -42,12 +56,12 @@ async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: Wr
     const key = responseKey(resource);
     if (key) await ctx.repo.lock?.(`screening:${organisationOf(resource, ctx.request) ?? ''}:${key}`);
     if (resource.id) await retractObservations(ctx.repo, resource.id);
-    const q = await questionnaireOf(runtime, resource, ctx.repo);
+    const q = await questionnaireFor(runtime, resource, ctx);
     if (q) await withdrawProtocol(ctx.repo, q, resource);
     return;
   }
   if (!isFinished(resource)) return;
-  const q = await questionnaireOf(runtime, resource, ctx.repo);
+  const q = await questionnaireFor(runtime, resource, ctx);
   if (!q) return;
   const screening = screenResponse(runtime.config, q, resource, ctx.request);
   const key = responseKey(resource);
