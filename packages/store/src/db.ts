@@ -104,10 +104,10 @@ export class PgDb implements Db {
     // An idle client's error (e.g. the server restarting) must not crash the process.
     this.pool.on('error', () => undefined);
   }
-  /** Connections for 'relaxed' commits, opened on first use (half the pool size, at least 2). */
+  /** Connections for 'relaxed' commits, opened on first use (a quarter of the pool size, at least 2). */
   private relaxed(): pg.Pool {
     if (!this.relaxedPool) {
-      this.relaxedPool = new pg.Pool({ connectionString: this.connectionString, max: Math.max(2, Math.ceil(this.max / 2)), options: '-c synchronous_commit=off' });
+      this.relaxedPool = new pg.Pool({ connectionString: this.connectionString, max: Math.max(2, Math.ceil(this.max / 4)), options: '-c synchronous_commit=off' });
       this.relaxedPool.on('error', () => undefined);
     }
     return this.relaxedPool;
