@@ -26,7 +26,7 @@ export interface AuditQueueOptions {
   maxBatch?: number;
   /** INSERTs in flight at once (default 4). */
   maxFlushes?: number;
-  /** Records turned into AuditEvents per drain at most (default 2,000). */
+  /** Records turned into AuditEvents per drain at most (default 250: one drain blocks the event loop for a few milliseconds, not tens, and a full batch is followed by the next at once). */
   drainBatch?: number;
   /** How record() commits (see QueryOptions.commit); default: synchronously. */
   commit?: 'relaxed';
@@ -78,7 +78,7 @@ export class AuditQueue {
     this.build = options.build;
     this.maxBatch = options.maxBatch ?? 500;
     this.maxFlushes = options.maxFlushes ?? 4;
-    this.drainBatch = options.drainBatch ?? 2000;
+    this.drainBatch = options.drainBatch ?? 250;
     this.commit = options.commit;
   }
 
