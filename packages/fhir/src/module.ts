@@ -36,6 +36,12 @@ export interface ResourceRepository {
   /** Throws 412 when ifMatch (a version id) is given and stale. */
   update<T extends Resource>(resource: T, options?: UpdateOptions): Promise<T>;
   delete(type: string, id: string): Promise<void>;
+  /**
+   * Resources by business identifier, several look-ups (of any types) in one round trip: for each
+   * { type, system, value }, the visible resources of that type carrying that identifier, at most
+   * `limit` each, in the order given. The same matches as search(type, { identifier: system|value }).
+   */
+  findByIdentifiers?<T extends Resource>(lookups: IdentifierLookup[], limit: number): Promise<T[][]>;
   /** Matching resources (first page only unless _count says otherwise). */
   search<T extends Resource>(type: T['resourceType'], query: SearchQuery): Promise<T[]>;
   history<T extends Resource>(type: T['resourceType'], id: string): Promise<T[]>;
@@ -54,6 +60,12 @@ export interface ResourceRepository {
   lock?(key: string): Promise<void>;
   /** Enqueue a durable background job in the same transaction (see @tic/jobs). */
   enqueueJob?(task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }): Promise<void>;
+}
+
+export interface IdentifierLookup {
+  type: string;
+  system: string;
+  value: string;
 }
 
 export interface CreateManyOptions {

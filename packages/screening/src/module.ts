@@ -2,15 +2,16 @@
 // QuestionnaireResponse against its Questionnaire; afterWrite scores it, writes its Observations
 // and runs the positive-screen protocol, all inside the write's transaction.
 import type { Observation, Questionnaire, QuestionnaireResponse, Resource } from '@medplum/fhirtypes';
-import type { DomainModule, WriteHookContext } from '@tic/fhir';
+import type { DomainModule, IdentifierLookup, ResourceRepository, WriteHookContext } from '@tic/fhir';
 import type { ScreeningConfig } from './config.ts';
 import { protocolsFor, validateScreeningConfig } from './config.ts';
-import { OBSERVATION_IDENTIFIER_SYSTEM } from './constants.ts';
+import { CONDITION_IDENTIFIER_SYSTEM, OBSERVATION_IDENTIFIER_SYSTEM, TASK_IDENTIFIER_SYSTEM } from './constants.ts';
 import { derivedIdentifier, responseKey } from './identifiers.ts';
 import { indexInstruments, isScreeningInstrument, screeningConformanceResources } from './instruments.ts';
 import { SECURITY_LABELS } from './observations.ts';
 import { extractOperation } from './operations/extract.ts';
 import { lastnOperation } from './operations/lastn.ts';
+import type { ProtocolContext } from './protocol.ts';
 import { runProtocol, withdrawProtocol } from './protocol.ts';
 import { organisationOf, screenResponse } from './screen-response.ts';
 import { retractObservations, upsertObservations } from './store-observations.ts';
@@ -69,7 +70,8 @@ async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: Wr
   // Concurrent writes of the same response (a retried POST racing the first) take turns here, so
   // the second finds the Observations and protocol resources of the first instead of repeating them.
   await ctx.repo.lock?.(`screening:${screening.organization ?? ''}:${key}`);
-  const stored = await upsertObservations(ctx.repo, screening.observations);
+  const found = await lookUpDerived(ctx.repo, screening.observations, screening.scores.map((r) => r.linkId), key);
+  const stored = await upsertObservations(ctx.repo, screening.observations, found?.observations);
   if (resource.id && ctx.interaction !== 'create') {
     await retractObservations(ctx.repo, resource.id, new Set(stored.map((o) => o.identifier?.[0]?.value ?? '')));
   }
@@ -80,7 +82,37 @@ async function afterWrite(runtime: ScreeningRuntime, resource: Resource, ctx: Wr
   });
   // Re-scored: an amendment, or Observations of this response already there (a re-posted identifier).
   const rescored = ctx.interaction !== 'create' || stored.some((o) => o.meta?.versionId !== undefined && o.meta.versionId !== '1');
-  await runProtocol(ctx.repo, { q, qr: resource, organization: screening.organization, now: runtime.now(), rescored }, protocolsFor(screening.settings, q), results);
+  await runProtocol(ctx.repo, { q, qr: resource, organization: screening.organization, now: runtime.now(), rescored, existing: found?.existing }, protocolsFor(screening.settings, q), results);
+}
+
+/**
+ * What is already stored under the identifiers derived from this response: its Observations and,
+ * per score, the protocol's Task and Condition, in one round trip where the repository can
+ * (findByIdentifiers); undefined: the callers search themselves.
+ */
+async function lookUpDerived(
+  repo: ResourceRepository,
+  observations: Observation[],
+  scoreLinkIds: string[],
+  key: string,
+): Promise<{ observations: Observation[]; existing: NonNullable<ProtocolContext['existing']> } | undefined> {
+  if (!repo.findByIdentifiers) return undefined;
+  const lookups: IdentifierLookup[] = [];
+  for (const o of observations) {
+    const i = o.identifier?.[0];
+    if (i?.system && i.value) lookups.push({ type: 'Observation', system: i.system, value: i.value });
+  }
+  const derived = scoreLinkIds.flatMap((linkId) => [
+    { type: 'Task', ...derivedIdentifier(TASK_IDENTIFIER_SYSTEM, key, linkId) },
+    { type: 'Condition', ...derivedIdentifier(CONDITION_IDENTIFIER_SYSTEM, key, linkId) },
+  ]) as IdentifierLookup[];
+  const results = await repo.findByIdentifiers<Resource>([...lookups, ...derived], 10);
+  const byKey = new Map<string, Resource[]>();
+  derived.forEach((l, i) => byKey.set(`${l.type}|${l.system}|${l.value}`, results[lookups.length + i]));
+  return {
+    observations: results.slice(0, lookups.length).flat() as Observation[],
+    existing: (type, identifier) => byKey.get(`${type}|${identifier.system ?? ''}|${identifier.value ?? ''}`),
+  };
 }
 
 export interface ScreeningModuleOptions {

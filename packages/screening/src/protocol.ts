@@ -3,7 +3,7 @@
 // optionally, an unconfirmed health-concern Condition with the score Observation as evidence.
 // Never a diagnosis. Idempotent: resources carry identifiers derived from the response and are
 // looked up before creation, so a retried or amended response does not start the protocol twice.
-import type { Condition, Observation, Questionnaire, QuestionnaireResponse, Reference, Resource, Task } from '@medplum/fhirtypes';
+import type { Condition, Identifier, Observation, Questionnaire, QuestionnaireResponse, Reference, Resource, Task } from '@medplum/fhirtypes';
 import type { ResourceRepository } from '@tic/fhir';
 import type { ScreeningProtocol } from './config.ts';
 import {
@@ -30,6 +30,11 @@ export interface ProtocolContext {
    * negative closes the follow-up the earlier result opened.
    */
   rescored?: boolean;
+  /**
+   * The Tasks and Conditions already stored with a derived identifier, when the caller looked them
+   * up beforehand (undefined for an identifier it did not: searched here).
+   */
+  existing?: (resourceType: 'Task' | 'Condition', identifier: Identifier) => Resource[] | undefined;
 }
 
 /** Why a follow-up Task was cancelled when an amendment turned its result negative. */
@@ -92,10 +97,17 @@ export function buildProtocolResources(protocol: ScreeningProtocol, ctx: Protoco
   return out;
 }
 
-async function createOnce<T extends Task | Condition>(repo: ResourceRepository, resource: T): Promise<T | undefined> {
+/** The stored resources with a derived identifier: looked up by the caller, else searched. */
+async function stored<T extends Task | Condition>(repo: ResourceRepository, ctx: ProtocolContext, type: T['resourceType'], identifier: Identifier): Promise<T[]> {
+  const known = ctx.existing?.(type, identifier);
+  if (known) return known as T[];
+  return repo.search<T>(type, { identifier: identifierToken(identifier) });
+}
+
+async function createOnce<T extends Task | Condition>(repo: ResourceRepository, ctx: ProtocolContext, resource: T): Promise<T | undefined> {
   const identifier = resource.identifier?.[0];
   if (!identifier) return undefined;
-  const existing = await repo.search<T>(resource.resourceType, { identifier: identifierToken(identifier) });
+  const existing = await stored<T>(repo, ctx, resource.resourceType, identifier);
   if (existing.length === 0) return repo.create(resource);
   // A follow-up closed because an amendment turned the result negative opens again (a new version)
   // when a later amendment makes it positive or indeterminate again.
@@ -105,10 +117,10 @@ async function createOnce<T extends Task | Condition>(repo: ResourceRepository, 
 }
 
 /** Cancels the unstarted follow-up Task of a result that an amendment turned negative. */
-async function closeFollowUp(repo: ResourceRepository, key: string, result: ScoreResult): Promise<Task[]> {
+async function closeFollowUp(repo: ResourceRepository, ctx: ProtocolContext, key: string, result: ScoreResult): Promise<Task[]> {
   const identifier = derivedIdentifier(TASK_IDENTIFIER_SYSTEM, key, result.linkId);
   const changed: Task[] = [];
-  for (const task of await repo.search<Task>('Task', { identifier: identifierToken(identifier) })) {
+  for (const task of await stored<Task>(repo, ctx, 'Task', identifier)) {
     if (!NOT_STARTED.has(task.status)) continue;
     changed.push(await repo.update<Task>({ ...task, status: 'cancelled', statusReason: { text: NO_LONGER_MEETS_CUTOFF } }));
   }
@@ -132,7 +144,7 @@ export async function runProtocol(
   for (const { result, observation } of results) {
     if (ctx.rescored && key && result.interpretation === 'NEG') {
       // Only a clearly negative result closes it: an indeterminate one may still be positive.
-      created.push(...(await closeFollowUp(repo, key, result)));
+      created.push(...(await closeFollowUp(repo, ctx, key, result)));
       continue;
     }
     const protocol = protocolForResult(protocols, ctx.q, result);
@@ -140,8 +152,8 @@ export async function runProtocol(
     const { task, condition } = buildProtocolResources(protocol, ctx, result, observation);
     for (const r of [task, condition]) {
       if (!r) continue;
-      const stored = await createOnce(repo, r);
-      if (stored) created.push(stored);
+      const made = await createOnce(repo, ctx, r);
+      if (made) created.push(made);
     }
   }
   return created;

@@ -5,11 +5,15 @@ import type { ResourceRepository } from '@tic/fhir';
 import { identifierToken } from './identifiers.ts';
 import { observationShape } from './observations.ts';
 
-export async function upsertObservations(repo: ResourceRepository, observations: Observation[]): Promise<Observation[]> {
-  // One search finds every Observation already derived (an amendment); new ones are created in
-  // one statement where the repository can, the rest updated in place.
+/**
+ * `found`: the Observations already stored with these identifiers, when the caller looked them up
+ * (with the protocol's resources, in one round trip); else one search finds them here.
+ */
+export async function upsertObservations(repo: ResourceRepository, observations: Observation[], found?: Observation[]): Promise<Observation[]> {
+  // Every Observation already derived (an amendment, a re-posted identifier) is found at once; new
+  // ones are created in one statement where the repository can, the rest updated in place.
   const tokens = observations.map((o) => o.identifier?.[0]).filter((i) => i !== undefined).map((i) => identifierToken(i).replace(/[\\,]/g, '\\$&'));
-  const existing = tokens.length > 0 ? await repo.search<Observation>('Observation', { identifier: tokens.join(','), _count: '1000' }) : [];
+  const existing = found ?? (tokens.length > 0 ? await repo.search<Observation>('Observation', { identifier: tokens.join(','), _count: '1000' }) : []);
   const byToken = new Map<string, Observation>();
   for (const e of existing) for (const i of e.identifier ?? []) byToken.set(identifierToken(i), e);
   const stored: Observation[] = new Array(observations.length);

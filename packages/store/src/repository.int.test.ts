@@ -148,4 +148,21 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     const single = await repo().create<Patient>({ resourceType: 'Patient', name: [{ family: `One\udc00-${kind}` }] });
     expect((await repo().search<Patient>('Patient', { family: `One\ufffd-${kind}` })).map((p) => p.id)).toEqual([single.id]);
   });
+
+  it('findByIdentifiers answers look-ups of several types at once, values with search escapes included, visibility applied', async () => {
+    const sys = `urn:fbi-${kind}`;
+    const [p1] = await repo(orgA).createMany<Patient>([{ resourceType: 'Patient', identifier: [{ system: sys, value: 'a' }] }]);
+    const odd = await repo(orgA).create<Patient>({ resourceType: 'Patient', identifier: [{ system: sys, value: 'x,y|z$\\w' }] });
+    const obs = await repo(orgA).create<Observation>({ resourceType: 'Observation', status: 'final', code: { text: 't' }, identifier: [{ system: sys, value: 'a' }] });
+    const hidden = await repo(orgB).create<Patient>({ resourceType: 'Patient', identifier: [{ system: sys, value: 'b' }] });
+    const found = await repo(orgA).findByIdentifiers([
+      { type: 'Patient', system: sys, value: 'a' },
+      { type: 'Observation', system: sys, value: 'a' },
+      { type: 'Patient', system: sys, value: 'x,y|z$\\w' },
+      { type: 'Patient', system: sys, value: 'b' },
+      { type: 'Patient', system: sys, value: 'x' },
+    ], 10);
+    expect(found.map((list) => list.map((r) => r.id))).toEqual([[p1.id], [obs.id], [odd.id], [], []]);
+    expect((await repo(orgB).findByIdentifiers([{ type: 'Patient', system: sys, value: 'b' }], 10))[0].map((r) => r.id)).toEqual([hidden.id]);
+  });
 });

@@ -2,7 +2,7 @@
 // Db, with validation and domain-module write hooks run inside the write's transaction.
 import { randomUUID } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
-import type { CreateManyOptions, DomainModule, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
+import type { CreateManyOptions, DomainModule, IdentifierLookup, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
 import { badRequest, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
 import type { Db } from './db.ts';
 import { indexResource } from './indexer.ts';
@@ -326,6 +326,16 @@ export class Repository implements ResourceRepository {
     await this.db.query('SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest($1::text[]) AS k ORDER BY 1 OFFSET 0) s', [unique], { prepare: true });
   }
 
+  /** See ResourceRepository.findByIdentifiers: identifier queries answered together by findConditionalMatches. */
+  async findByIdentifiers<T extends Resource>(lookups: IdentifierLookup[], limit: number): Promise<T[][]> {
+    return this.findConditionalMatches<T>(
+      // Escaped as in a search (backslash before , | $ and backslash), such a value stays one value
+      // (and that look-up runs as its own search).
+      lookups.map((l) => ({ type: l.type, query: `identifier=${encodeURIComponent(`${escapeToken(l.system)}|${escapeToken(l.value)}`)}` })),
+      limit,
+    );
+  }
+
   /**
    * The matches of several conditional queries (If-None-Exist, conditional references), at most
    * `limit` each, in the order given. Queries on a business identifier alone
@@ -496,6 +506,10 @@ export class Repository implements ResourceRepository {
  * `identifier=system|value` alone (one value, both parts, no escapes or OR), on a type whose
  * identifier parameter is a token: the system and value; otherwise undefined.
  */
+function escapeToken(s: string): string {
+  return s.replace(/[\\,$|]/g, '\\$&');
+}
+
 function identifierQuery(type: string, query: string): { type: string; system: string; value: string } | undefined {
   const params = [...new URLSearchParams(query)];
   if (params.length !== 1 || params[0][0] !== 'identifier') return undefined;
