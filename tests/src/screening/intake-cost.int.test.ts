@@ -1,15 +1,16 @@
 // What one scored intake costs the database: the SQL statements (each one round trip) a PCL-5
 // response POSTed alone sends, counted at the pg driver, and the rows it stores. PostgreSQL only
 // (the count is of pg client queries).
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { Observation, Patient, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Observation, Patient, Questionnaire, QuestionnaireResponse, Task } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
 import { fhir, unique } from '../helpers.ts';
-import { observationsOf, ok } from './screening.ts';
+import { fetchQuestionnaires, observationsOf, ok, response, YES } from './screening.ts';
 
 const repoRoot = join(process.cwd(), '..');
 const run = process.env.DATABASE_URL ? describe : describe.skip;
@@ -20,7 +21,10 @@ run('scored intake: statements per response', () => {
   const statements: string[] = [];
   const original = pg.Client.prototype.query;
   beforeAll(async () => {
-    t = await createTestApi({ kind: 'postgres' });
+    // A protocol for positive screens: a follow-up Task and a health-concern Condition.
+    const file = join(mkdtempSync(join(tmpdir(), 'tic-intake-cost-')), 'screening.json');
+    writeFileSync(file, JSON.stringify({ defaults: { protocols: [{ questionnaire: '*', on: ['positive'], task: { dueWithinHours: 72 }, condition: {} }] } }));
+    t = await createTestApi({ kind: 'postgres', env: { SCREENING_CONFIG_FILE: file } });
     s = fhir(t, await t.client('sensitive'));
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
       const config = args[0] as string | { text?: string };
@@ -63,5 +67,21 @@ run('scored intake: statements per response', () => {
     // Observations in one statement, COMMIT.
     const listing = during.map((sql) => sql.replace(/\s+/g, ' ').slice(0, 100));
     expect({ count: during.length, listing }).toEqual({ count: Math.min(during.length, 6), listing });
+  });
+
+  it('a positive screen with its protocol adds the Task and the Condition (looked up with the Observations)', async () => {
+    const qs = (await fetchQuestionnaires(s)) as Record<string, Questionnaire>;
+    const patient = await s.create<Patient>({ resourceType: 'Patient' });
+    const post = () =>
+      s.post('QuestionnaireResponse', response(qs['pc-ptsd-5'], { exposure: YES, q1: 1, q2: 1, q3: 1, q4: 1, q5: 0 }, { subject: { reference: `Patient/${patient.id}` }, identifier: { system: 'urn:cost', value: unique() } }));
+    await ok(await post(), 201);
+    statements.length = 0;
+    await ok(await post(), 201);
+    const during = [...statements];
+    const tasks = await t.api.systemRepository().search<Task>('Task', { patient: `Patient/${patient.id}` });
+    expect(tasks).toHaveLength(2);
+    // BEGIN, response, lock, one look-up (Observations, Task, Condition), Observations, Task, Condition, COMMIT.
+    const listing = during.map((sql) => sql.replace(/\s+/g, ' ').slice(0, 100));
+    expect({ count: during.length, listing }).toEqual({ count: Math.min(during.length, 8), listing });
   });
 });
