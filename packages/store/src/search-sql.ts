@@ -85,9 +85,35 @@ function tokenCondition(c: SqlContext, code: string, modifier: string | undefine
 function stringCondition(c: SqlContext, modifier: string | undefined, value: string): string {
   // :exact also compares the normalised form, which the (code, norm) index serves.
   if (modifier === 'exact') return `x.norm = ${c.sql.p(normalizeString(value))} AND x.value = ${c.sql.p(value)}`;
-  const norm = escapeLike(normalizeString(value));
+  const plain = normalizeString(value);
+  const norm = escapeLike(plain);
   if (modifier === 'contains') return `x.norm LIKE ${c.sql.p('%' + norm + '%')}`;
-  return `x.norm LIKE ${c.sql.p(norm + '%')}`;
+  // The prefix as a range of the (…, norm text_pattern_ops) index, stated in the SQL: PostgreSQL
+  // derives it from LIKE only when the pattern is a constant, not in a prepared statement's
+  // generic plan (search.ts prepares repeated statements), which would scan the whole code.
+  const [lower, upper] = prefixRange(plain);
+  const range = lower === '' ? '' : ` AND x.norm ~>=~ ${c.sql.p(lower)}${upper === undefined ? '' : ` AND x.norm ~<~ ${c.sql.p(upper)}`}`;
+  return `x.norm LIKE ${c.sql.p(norm + '%')}${range}`;
+}
+
+/**
+ * The strings that start with `prefix`, as [lower, upper) in byte (UTF-8, i.e. code point) order,
+ * the order of text_pattern_ops: the prefix, and the prefix with its last code point incremented
+ * (trailing U+10FFFF dropped; undefined when none is left). Lone surrogates count as U+FFFD, as
+ * the driver sends them.
+ */
+export function prefixRange(prefix: string): [string, string | undefined] {
+  const cps = Array.from(prefix, (ch) => {
+    const cp = ch.codePointAt(0)!;
+    return cp >= 0xd800 && cp <= 0xdfff ? 0xfffd : cp;
+  });
+  const lower = String.fromCodePoint(...cps);
+  while (cps.length > 0 && cps[cps.length - 1] === 0x10ffff) cps.pop();
+  if (cps.length === 0) return [lower, undefined];
+  let next = cps[cps.length - 1] + 1;
+  if (next === 0xd800) next = 0xe000; // no surrogates in UTF-8
+  cps[cps.length - 1] = next;
+  return [lower, String.fromCodePoint(...cps)];
 }
 
 /** Reference values: Type/id, id (any type, or the :Type modifier), absolute URL or canonical. */
