@@ -190,7 +190,34 @@ WHERE NOT EXISTS (SELECT 1 FROM sp_date x WHERE x.resource_type = h.resource_typ
                   AND x.grp IS NULL AND x.low = h.low AND x.high = h.high);
 `,
   },
+  {
+    version: 10,
+    name: 'search: date windows walked in last_updated order per span class and bucket of low',
+    // The first page of a date window sorted by _lastUpdated (search-sql.ts dateBucketArms): each
+    // (span class, bucket of low) the window can touch is an index range in last_updated order, so
+    // a page reads a few rows of each instead of every row of the window. Buckets are a day wide,
+    // or the class's bound when longer (DATE_BUCKET_SECONDS in search-sql.ts, which must build
+    // the same expression); open ranges (class 99) are one bucket. It replaces
+    // sp_date_span_idx: a window's rows by class are the buckets from its floor to its end.
+    sql: `
+CREATE INDEX sp_date_bucket_idx ON sp_date (resource_type, code, span, (${dateBucketSql('')}), last_updated, id) INCLUDE (low, high);
+DROP INDEX sp_date_span_idx;
+`,
+  },
 ];
+
+/**
+ * The bucket of an sp_date row's low in sp_date_bucket_idx (migration 10), over columns prefixed
+ * by `x` ('' or 'x.'): whole days since 1970 for the classes up to a day, whole class bounds for
+ * longer ones, 0 for open ranges. Migration 10 built its index from it: never change it (queries
+ * must use exactly this expression for PostgreSQL to match the index).
+ */
+export function dateBucketSql(x: string): string {
+  return (
+    `CASE WHEN ${x}span = 99 THEN 0 ELSE floor(extract(epoch FROM ${x}low - timestamptz '1970-01-01 00:00:00+00') / ` +
+    `CASE ${x}span WHEN 4 THEN 2764800 WHEN 5 THEN 31708800 WHEN 6 THEN 316224000 WHEN 7 THEN 3162240000 WHEN 8 THEN 31622400000 WHEN 9 THEN 316224000000 ELSE 86400 END) END`
+  );
+}
 
 export async function migrate(db: Db): Promise<number[]> {
   await db.query(`CREATE TABLE IF NOT EXISTS schema_migration (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);

@@ -1,6 +1,7 @@
-// Date searches bounded on both sides (date=geA&date=ltB, eq, ap) are gathered from the sp_date
-// rows in the window by span class, or walked in last_updated order past a few thousand of them
-// (search.ts, search-sql.ts, migration 7). These tests pin the spec's semantics through both
+// Date searches bounded on both sides (date=geA&date=ltB, eq, ap) are read from the first rows of
+// each (span class, bucket) the window touches, or gathered from the sp_date rows in the window by
+// span class, or walked in last_updated order past a few thousand of them (search.ts,
+// search-sql.ts, migrations 7 and 10). These tests pin the spec's semantics through all three
 // paths: every precision and Period length, open Periods, several values of one parameter (each
 // bound may be met by a different value: hull rows), ap never matching a gap between values, and
 // paging; the reference answer is the same search sorted by _id, which probes every filter per
@@ -8,7 +9,9 @@
 import type { Goal, Observation } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
 import { DATE_HULL_GRP } from './indexer.ts';
-import { migrate, migrations } from './migrations.ts';
+import { dateBucketSql, migrate, migrations } from './migrations.ts';
+import { dateBucket } from './search-sql.ts';
+import type { Db, QueryOptions } from './db.ts';
 import { PGliteDb } from './db.ts';
 import { Repository } from './repository.ts';
 import type { SearchOptions, SearchResult } from './search.ts';
@@ -20,6 +23,8 @@ const system: RequestContext = { system: true };
 type Q = Record<string, string | string[]>;
 const norm = (q: Q): Record<string, string[]> => Object.fromEntries(Object.entries(q).map(([k, v]) => [k, Array.isArray(v) ? v : [v]]));
 const NOW = Date.parse('2024-06-11T00:00:00Z');
+/** Search options for each path: by bucket (the default), gathered, walked past a cap. */
+const modes = (cap: number): SearchOptions[] => [{}, { noBuckets: true }, { noBuckets: true, candidateCap: cap }];
 
 describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
   let t: TestDatabase;
@@ -70,14 +75,14 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
   it('finds values of every precision and Period length that overlap the window', async () => {
     // openStart (…, 06-10T12:00] is neither above 06-10 nor inside it: not ge2024-06-10.
     const inWindow = ['ms', 'second', 'minute', 'day', 'month', 'year', 'decade', 'century', 'openEnd'].map((n) => obs[n].id!).sort();
-    for (const cap of [undefined, 2]) {
-      expect(await ids('Observation', { date: ['ge2024-06-10', 'lt2024-06-12'] }, { candidateCap: cap })).toEqual(inWindow);
-      expect(await ids('Observation', { date: ['ge2024-06-10', 'le2024-06-11'] }, { candidateCap: cap })).toEqual(inWindow);
+    for (const mode of modes(2)) {
+      expect(await ids('Observation', { date: ['ge2024-06-10', 'lt2024-06-12'] }, mode)).toEqual(inWindow);
+      expect(await ids('Observation', { date: ['ge2024-06-10', 'le2024-06-11'] }, mode)).toEqual(inWindow);
     }
     expect(await reference('Observation', { date: ['ge2024-06-10', 'lt2024-06-12'] })).toEqual(inWindow);
   });
 
-  it('answers like the probing search for every prefix pair, single prefix and OR list, gathered or walked', async () => {
+  it('answers like the probing search for every prefix pair, single prefix and OR list, by bucket, gathered or walked', async () => {
     const values = ['2024-06-10', '2024-06', '2024', '2024-06-11T08:30:00Z', '2023-12-31', '2029'];
     const queries: Q[] = [];
     for (const a of values) {
@@ -90,21 +95,67 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
     }
     for (const q of queries) {
       const expected = await reference('Observation', q);
-      expect([JSON.stringify(q), await ids('Observation', q)]).toEqual([JSON.stringify(q), expected]);
-      expect([JSON.stringify(q), await ids('Observation', q, { candidateCap: 1 })]).toEqual([JSON.stringify(q), expected]);
+      for (const mode of modes(1)) expect([JSON.stringify(q), JSON.stringify(mode), await ids('Observation', q, mode)]).toEqual([JSON.stringify(q), JSON.stringify(mode), expected]);
     }
   }, 120_000);
+
+  it('reads a window by bucket in one statement, and falls back when its first rows are filtered out', async () => {
+    const statements: string[] = [];
+    const db = new Proxy(t.db, {
+      get(target, prop, receiver) {
+        if (prop === 'query') {
+          return (sql: string, params?: unknown[], options?: QueryOptions) => {
+            statements.push(sql);
+            return target.query(sql, params, options);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as Db;
+    const run = async (q: Q, options: SearchOptions = {}) => {
+      statements.length = 0;
+      const r = await searchResources(db, system, [], 'Observation', norm(q), { now: NOW, ...options });
+      return { ids: matchIds(r).sort(), statements: [...statements] };
+    };
+    const q = { date: ['ge2024-06-10', 'lt2024-06-12'], _count: '3' };
+    const all = await reference('Observation', { date: q.date });
+    const first = await run(q);
+    expect(first.statements).toHaveLength(1);
+    expect(first.statements[0]).toContain('unnest(');
+    let seen = first.ids;
+    expect(seen).toHaveLength(3);
+    // Only one of the window's resources passes the code filter: its first rows by bucket do
+    // not make the page, the gathered rows do.
+    const filtered = await run({ ...q, 'code:text': 'decade' });
+    expect(filtered.ids).toEqual([obs.decade.id]);
+    expect(filtered.statements).toHaveLength(2);
+    expect(filtered.statements[1]).not.toContain('unnest(');
+    // A window touching more buckets than MAX_BUCKET_ARMS is gathered.
+    const wide = await run({ date: ['ge2024-01-01', 'lt2024-12-31'] });
+    expect(wide.statements[0]).not.toContain('unnest(');
+    seen = [...new Set([...seen, ...(await run({ ...q, _count: '200' })).ids])].sort();
+    expect(seen).toEqual(all);
+  });
+
+  it('computes the buckets of low as the index expression does', async () => {
+    const rows = (
+      await t.db.query<{ span: number; low: string; b: string }>(
+        `SELECT span, to_json(low)#>>'{}' AS low, (${dateBucketSql('')})::text AS b FROM sp_date WHERE span <> 99 ORDER BY span, low`,
+      )
+    ).rows;
+    expect(new Set(rows.map((r) => r.span)).size).toBeGreaterThan(5);
+    for (const r of rows) expect([r.span, r.low, Number(r.b)]).toEqual([r.span, r.low, dateBucket(Date.parse(r.low), r.span)]);
+  });
 
   it('matches a resource whose bounds are met by different values of the parameter', async () => {
     // g1: 2024-01-05 and 2024-03-01. Neither lies in [02-01, 02-15), yet one is ge and one is lt.
     const q = { 'target-date': ['ge2024-02-01', 'lt2024-02-15'] };
     expect(await reference('Goal', q)).toEqual([g1.id, g2.id].sort());
-    expect(await ids('Goal', q)).toEqual([g1.id, g2.id].sort());
-    expect(await ids('Goal', q, { candidateCap: 1 })).toEqual([g1.id, g2.id].sort());
+    for (const mode of modes(1)) expect(await ids('Goal', q, mode)).toEqual([g1.id, g2.id].sort());
     // ap: [02-04, 02-07) (a day either side) lies in g1's gap; the row spanning its values is not a value.
     const now = Date.parse('2024-02-05T00:00:00Z');
-    expect(await ids('Goal', { 'target-date': 'ap2024-02-05' }, { now })).toEqual([g2.id]);
-    expect(await ids('Goal', { 'target-date': 'ap2024-02-05' }, { now, candidateCap: 1 })).toEqual([g2.id]);
+    for (const mode of modes(1)) expect(await ids('Goal', { 'target-date': 'ap2024-02-05' }, { now, ...mode })).toEqual([g2.id]);
     expect(await ids('Goal', { 'target-date': 'ap2024-02-05', _sort: '_id' }, { now })).toEqual([g2.id]);
     expect(await ids('Goal', { 'target-date': 'ap2024-01-05' }, { now: Date.parse('2024-01-05T00:00:00Z') })).toEqual([g1.id]);
   });
@@ -121,26 +172,26 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
     await repo().update<Goal>({ ...changed, target: [{ dueDate: '2024-01-05' }, { dueDate: '2024-03-01' }] });
   });
 
-  it('pages through the window in both directions, gathered or walked, with accurate totals', async () => {
+  it('pages through the window in both directions, by bucket, gathered or walked, with accurate totals', async () => {
     const q = { date: ['ge2024-01-01', 'lt2024-12-31'] };
     const all = matchIds(await page('Observation', { ...q, _count: '200' }));
     expect([...all].sort()).toEqual(await reference('Observation', q));
     expect(all.length).toBeGreaterThan(8);
-    for (const cap of [undefined, 3]) {
+    for (const mode of modes(3)) {
       for (const sort of ['_lastUpdated', '-_lastUpdated']) {
         const expected = sort === '_lastUpdated' ? all : [...all].reverse();
         const seen: string[] = [];
-        let r = await page('Observation', { ...q, _sort: sort, _count: '4', _total: 'accurate' }, { candidateCap: cap });
+        let r = await page('Observation', { ...q, _sort: sort, _count: '4', _total: 'accurate' }, mode);
         expect(r.total).toBe(all.length);
         seen.push(...matchIds(r));
         const pages = [r];
         while (r.nextCursor) {
-          r = await page('Observation', { ...q, _sort: sort, _count: '4', _cursor: r.nextCursor }, { candidateCap: cap });
+          r = await page('Observation', { ...q, _sort: sort, _count: '4', _cursor: r.nextCursor }, mode);
           seen.push(...matchIds(r));
           pages.push(r);
         }
         expect(seen).toEqual(expected);
-        const back = await page('Observation', { ...q, _sort: sort, _count: '4', _cursor: pages[pages.length - 1].prevCursor! }, { candidateCap: cap });
+        const back = await page('Observation', { ...q, _sort: sort, _count: '4', _cursor: pages[pages.length - 1].prevCursor! }, mode);
         expect(matchIds(back)).toEqual(matchIds(pages[pages.length - 2]));
       }
     }

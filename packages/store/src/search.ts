@@ -14,7 +14,7 @@ import { firstIncludeRoundSql, loadIncludes, MAX_INCLUDED } from './search-inclu
 import type { Filter, ParsedQuery, SummaryMode } from './search-query.ts';
 import { parseQuery } from './search-query.ts';
 import type { SqlContext } from './search-sql.ts';
-import { dateCandidatesSql, dateWindow, driverSql, filterSql, lastUpdatedSql, pickDriver, Sql, visibilitySql } from './search-sql.ts';
+import { dateCandidatesSql, dateFirstRowsSql, dateWindow, driverSql, filterSql, lastUpdatedSql, pickDriver, Sql, visibilitySql } from './search-sql.ts';
 
 export { DEFAULT_COUNT, MAX_COUNT } from './search-query.ts';
 export { applyElements, summarize, SUBSETTED } from './search-elements.ts';
@@ -63,6 +63,8 @@ export interface SearchOptions {
   now?: number;
   /** Overrides CANDIDATE_CAP (tests of the walk that takes over from gathering). */
   candidateCap?: number;
+  /** Gathers date windows without first reading their first rows by bucket (tests). */
+  noBuckets?: boolean;
 }
 
 export async function searchResources(
@@ -140,7 +142,11 @@ export async function searchResources(
   const cap = Math.max(0, Math.trunc(options.candidateCap ?? CANDIDATE_CAP)); // a literal in the SQL
   // Round 0 of _include/_revinclude runs in the page's own statement (search-include.ts).
   const inlineIncludes = q.include.length > 0;
-  const pageQuery = (gather: boolean): { text: string; params: unknown[] } => {
+  // 'first': a date window's first rows by bucket (dateFirstRowsSql); 'gather': all its rows up to
+  // the cap, sorted; 'walk': the driving filter's rows in last_updated order.
+  type Mode = 'first' | 'gather' | 'walk';
+  const pageQuery = (mode: Mode): { text: string; params: unknown[] } | undefined => {
+    const gather = mode !== 'walk';
     const sql = new Sql();
     const plan = orderPlan(sql, type, q.sort);
     const keyCols = plan.keys.map((k, i) => `(${k.expr})::text AS k${i}`).join(', ');
@@ -162,8 +168,12 @@ export async function searchResources(
         ...q.filters.flatMap((f) => (f.kind === 'lastUpdated' ? [lastUpdatedSql(c, f, `${x}.last_updated`)] : [])),
       ];
       const dir = desc ? 'DESC' : 'ASC';
-      const d =
-        win && gather
+      const limit = q.count + 1;
+      const first = win && mode === 'first' ? dateFirstRowsSql(c, type, q.filters[driver], win, extra, desc, limit) : undefined;
+      if (mode === 'first' && !first) return undefined;
+      const d = first
+        ? 'SELECT bk.last_updated, bk.id FROM bk'
+        : win && gather
           ? `SELECT DISTINCT dc.last_updated, dc.id FROM dc WHERE (SELECT count(*) FROM dc) <= ${cap} ORDER BY dc.last_updated ${dir}, dc.id ${dir}`
           : driverSql(c, type, q.filters[driver], extra, desc, win);
       // LATERAL … OFFSET 0 keeps the walk in order: PostgreSQL would otherwise often intersect the
@@ -172,11 +182,17 @@ export async function searchResources(
       body =
         `SELECT r.content, ${keyCols}, r.id AS rid FROM (${d}) d CROSS JOIN LATERAL (SELECT r.content, r.last_updated, r.id FROM resource r` +
         ` WHERE r.id = d.id AND ${where(sql, skip, 'd')} OFFSET 0) r ORDER BY ${orderBySql(on('d'), reverse)}${page}`;
-      if (win && gather) {
+      const nulls = `SELECT NULL${plan.keys.map(() => ', NULL').join('')}, NULL`;
+      if (first) {
+        // The first `limit` candidates: when some fail a filter or the visibility rule and the
+        // window may hold more, the page is not known from them; a row of NULLs says so.
+        ctes.push(`bk AS MATERIALIZED (${first})`, `pg AS MATERIALIZED (${body})`);
+        body = `SELECT * FROM pg UNION ALL ${nulls} WHERE (SELECT count(*) FROM bk) >= ${limit} AND (SELECT count(*) FROM pg) < ${limit}`;
+      } else if (win && gather) {
         // The candidates are gathered once (at most CANDIDATE_CAP + 1); past the cap the page is
         // empty and a row of NULLs says so.
         ctes.push(`dc AS MATERIALIZED (${dateCandidatesSql(c, type, q.filters[driver], win, extra)} LIMIT ${cap + 1})`);
-        body = `(${body}) UNION ALL SELECT NULL${plan.keys.map(() => ', NULL').join('')}, NULL WHERE (SELECT count(*) FROM dc) > ${cap}`;
+        body = `(${body}) UNION ALL ${nulls} WHERE (SELECT count(*) FROM dc) > ${cap}`;
       }
     }
     const keys = inlineIncludes ? firstIncludeRoundSql(sql, type, q.include, () => `SELECT p.rid FROM pagerows p LIMIT ${q.count}`) : undefined;
@@ -197,10 +213,18 @@ export async function searchResources(
   // walking in order and sorting what the range holds (a generic plan sorted a whole year, 18 ms,
   // instead of walking 21 rows).
   const prepare = driver >= 0 && (win !== undefined || fixedPlanDriver(q.filters[driver]));
-  let pq = pageQuery(true);
-  let r = await db.query<PageRow>(pq.text, pq.params, preparedSearch(pq.text, prepare));
+  // A date window's first page (no offset) from its first rows by bucket, unless it touches too
+  // many buckets or those rows do not make the page; then from its gathered rows, unless there
+  // are too many; then by the walk.
+  let r: { rows: PageRow[] } | undefined;
+  const firstPage = win && result.offset === 0 && !options.noBuckets ? pageQuery('first') : undefined;
+  if (firstPage) r = await db.query<PageRow>(firstPage.text, firstPage.params, preparedSearch(firstPage.text, prepare));
+  if (!r || (win && r.rows.some((row) => row.content === null))) {
+    const pq = pageQuery('gather')!;
+    r = await db.query<PageRow>(pq.text, pq.params, preparedSearch(pq.text, prepare));
+  }
   if (win && r.rows.some((row) => row.content === null)) {
-    pq = pageQuery(false);
+    const pq = pageQuery('walk')!;
     r = await db.query<PageRow>(pq.text, pq.params);
   }
   const included = r.rows.filter((row) => row.inc === true);
