@@ -62,6 +62,39 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     expect((await repo().read<Patient>('Patient', p.id!)).meta?.versionId).toBe('2');
   });
 
+  it('updates and deletes of hook-free types in one statement: versions in order under concurrency, audit rows and index rows follow', async () => {
+    const audit = (_ctx: unknown, interaction: string, r: Resource) => [{ ownerOrg: 'Organization/a', content: JSON.stringify({ interaction, ref: `${r.resourceType}/${r.id}/_history/${r.meta?.versionId}` }) }];
+    const a = new Repository(t.db, orgA, { modules: [], audit });
+    const p = await a.create<Patient>({ resourceType: 'Patient', name: [{ family: 'Before' }] });
+    const updates = await Promise.all(Array.from({ length: 8 }, (_, i) => a.update<Patient>({ ...p, name: [{ family: `After${i}` }] })));
+    expect(updates.map((u) => Number(u.meta?.versionId)).sort((x, y) => x - y)).toEqual([2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const u of updates) expect(await a.readVersion<Patient>('Patient', p.id!, u.meta!.versionId!)).toEqual(u);
+    const current = await a.read<Patient>('Patient', p.id!);
+    expect(current.meta?.versionId).toBe('9');
+    expect(JSON.stringify(current)).not.toContain('tic-version-');
+    // Index rows are the current version's only.
+    expect(await a.search('Patient', { family: 'Before' })).toHaveLength(0);
+    expect((await a.search<Patient>('Patient', { family: current.name![0].family! })).map((x) => x.id)).toEqual([p.id]);
+    const rows = await t.db.query<{ content: string }>('SELECT content FROM audit_queue WHERE content LIKE $1', [`%Patient/${p.id}/%`]);
+    expect(rows.rows.map((r) => (JSON.parse(r.content) as { ref: string }).ref).sort()).toEqual(
+      Array.from({ length: 9 }, (_, i) => `Patient/${p.id}/_history/${i + 1}`).sort(),
+    );
+    // If-Match, hidden, deleted: the general path answers as before.
+    expect(await status(a.update({ ...p }, { ifMatch: '3' }))).toBe(412);
+    expect(await status(a.update({ ...p }, { ifMatch: 'x' }))).toBe(412);
+    expect(await status(new Repository(t.db, orgB, { modules: [] }).update({ ...p }))).toBe(403);
+    expect(await status(new Repository(t.db, orgB, { modules: [] }).delete('Patient', p.id!))).toBe(404);
+    await a.delete('Patient', p.id!, { ifMatch: '9' });
+    expect(await status(a.read('Patient', p.id!))).toBe(410);
+    await a.delete('Patient', p.id!);
+    const history = await a.historyEntries('Patient', p.id!, { count: 20, offset: 0 });
+    expect(history.map((h) => h.versionId)).toEqual([10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    expect(history[0].deleted).toBe(true);
+    expect(await a.search('Patient', { _id: p.id! })).toHaveLength(0);
+    // An update brings a deleted resource back as the next version.
+    expect((await a.update<Patient>({ ...p, name: [{ family: 'Back' }] })).meta?.versionId).toBe('11');
+  });
+
   it('deletes: read answers 410, history keeps the deletion', async () => {
     const p = await repo().create<Patient>({ resourceType: 'Patient' });
     await repo().delete('Patient', p.id!);

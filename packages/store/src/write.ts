@@ -87,6 +87,48 @@ export async function writeVersion(
   return Number(r.rows[0]?.n ?? 0) === 1;
 }
 
+/**
+ * The next version of a resource that exists, without reading it first: one statement that takes
+ * the stored version under the row lock, writes version + 1 (its number put into the content and
+ * the audit rows where they hold `versionToken`), replaces the index rows and appends the audit
+ * rows. Only for writes that need nothing from the previous version (no domain-module hooks).
+ * `where` is a further condition on the stored row `r` (visibility, If-Match, not deleted), with
+ * its placeholders numbered from `$(params.length + 1)` of `whereParams`'s own count (see callers).
+ * Returns the new version number, or undefined when no row met the conditions (nothing written:
+ * the caller takes the general path, which says why).
+ */
+export async function writeNextVersion(
+  db: Db,
+  row: Omit<VersionRow, 'versionId' | 'ownerOrg'>,
+  index: IndexRows | undefined,
+  versionToken: string,
+  where: (next: number) => { sql: string; params: unknown[] },
+  audit: AuditRow[] = [],
+): Promise<number | undefined> {
+  const p: unknown[] = [row.resourceType, row.id, row.lastUpdated, row.deleted, row.content, row.restricted, versionToken];
+  const cond = where(p.length + 1);
+  p.push(...cond.params);
+  const arr = (values: unknown) => {
+    p.push(values);
+    return `$${p.length}`;
+  };
+  const ctes: string[] = [
+    `w AS (UPDATE resource r SET version_id = r.version_id + 1, last_updated = $3, deleted = $4, content = replace($5, $7, (r.version_id + 1)::text), restricted = $6
+      WHERE r.resource_type = $1 AND r.id = $2 AND r.owner_org IS NOT NULL AND ${cond.sql} RETURNING r.version_id, r.content, r.owner_org)`,
+    `v AS (INSERT INTO resource_version (${rowColumns}) SELECT $1, $2, w.version_id, $3, $4, w.content, w.owner_org, $6 FROM w)`,
+  ];
+  if (audit.length > 0) {
+    ctes.push(`a AS (INSERT INTO audit_queue (owner_org, content)
+      SELECT u.o, replace(u.c, $7, w.version_id::text) FROM unnest(${arr(audit.map((a) => a.ownerOrg))}::text[], ${arr(audit.map((a) => a.content))}::text[]) AS u(o, c) CROSS JOIN w)`);
+  }
+  for (const [key, table] of indexTables) {
+    ctes.push(`d_${key} AS (DELETE FROM ${table} WHERE resource_type = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w))`);
+  }
+  ctes.push(...indexCtes(arr, [{ row: { ...row, versionId: 0, ownerOrg: null }, index: index ?? emptyIndexRows() }], 'WHERE EXISTS (SELECT 1 FROM w)'));
+  const r = await db.query<{ version_id: string }>(`WITH ${ctes.join(',\n')} SELECT version_id FROM w`, p, { prepare: true });
+  return r.rows[0] ? Number(r.rows[0].version_id) : undefined;
+}
+
 /** CTEs inserting new resources (version 1 rows): current and version tables. */
 function insertCtes(arr: (values: unknown) => string, rows: CompanionRow[], name: string, condition: string): string[] {
   if (rows.length === 0) return [];
