@@ -4,7 +4,7 @@ export * from './constants.ts';
 export { isRecoveryCareTeam, isRecoveryGoal, isRecoveryPlan } from './recognise.ts';
 export { readCrisisPreferences, readStage, readStrengths, readWhatHelps, checkPlanExtensions } from './extensions.ts';
 export { stageTransitions } from './stage.ts';
-export { teamOrganisations, withinConsent, consentDecision, sharePlan } from './sharing.ts';
+export { teamOrganisations, withinConsent, consentDecision, consentWindow, consentSubject, sharePlan } from './sharing.ts';
 export { buildSummary, summaryOperation } from './operations/summary.ts';
 export { stageHistoryOperation } from './operations/stage-history.ts';
 export { sendSummaryOperation, NEEDS_POSTGRES } from './operations/send-summary.ts';

@@ -1,5 +1,5 @@
 import type { CareTeam, Consent } from '@medplum/fhirtypes';
-import { consentDecision, teamOrganisations, withinConsent } from './sharing.ts';
+import { consentDecision, consentWindow, teamOrganisations, withinConsent } from './sharing.ts';
 
 const now = new Date('2025-03-01T00:00:00Z');
 const team = (participant: CareTeam['participant'], extra: Partial<CareTeam> = {}): CareTeam => ({ resourceType: 'CareTeam', status: 'active', participant, ...extra });
@@ -41,5 +41,20 @@ describe('consent', () => {
     expect(withinConsent(orgs, [consent({ type: 'permit' }, 'inactive')], now)).toEqual([]);
     expect(withinConsent(orgs, [consent({ type: 'permit', period: { end: '2025-02-01' } })], now)).toEqual([]);
     expect(consentDecision(consent({ type: 'permit' }, 'rejected'), 'Organization/a', now)).toBeUndefined();
+  });
+  it('honours nested provisions without an actor: a nested deny for a period, for a kind of data', () => {
+    const gap = consent({ type: 'permit', actor: [actor('Organization/a')], provision: [{ type: 'deny', period: { start: '2025-02-15T00:00:00Z', end: '2025-03-15T00:00:00Z' } }] });
+    expect(withinConsent(orgs, [gap], now)).toEqual([]);
+    expect(withinConsent(orgs, [gap], new Date('2025-04-01T00:00:00Z'))).toEqual(['Organization/a']);
+    expect(consentWindow('Organization/a', [gap], new Date('2025-02-01T00:00:00Z'))).toEqual({ permitted: true, until: '2025-02-15T00:00:00.000Z' });
+    const noMeasures = consent({ type: 'permit', provision: [{ type: 'deny', class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }] }] });
+    expect(withinConsent(orgs, [noMeasures], now, { resourceType: 'CarePlan', id: 'p' })).toEqual(orgs);
+    expect(withinConsent(orgs, [noMeasures], now, { resourceType: 'Observation', id: 'o' })).toEqual([]);
+  });
+  it('a nested permit inside a root deny allows only its actor; nested levels recurse', () => {
+    const onlyA = consent({ type: 'deny', provision: [{ type: 'permit', actor: [actor('Organization/a')], provision: [{ type: 'deny', period: { start: '2025-02-15T00:00:00Z', end: '2025-03-15T00:00:00Z' } }] }] });
+    expect(withinConsent(orgs, [onlyA], new Date('2025-02-01T00:00:00Z'))).toEqual(['Organization/a']);
+    expect(withinConsent(orgs, [onlyA], now)).toEqual([]);
+    expect(consentDecision(onlyA, 'Organization/b', now)).toBe('deny');
   });
 });

@@ -1,10 +1,13 @@
 // Who may read a recovery plan: the organisations represented in its care team, within the
-// person's consent. The plan, its goals, care teams, the goals' measures, the person and the
-// Provenances of all of them are shared with those organisations (resource_share rows under the
-// reason "careplan:{id}"), recomputed in the transaction of every write that can change the answer.
-// Only what the writing client can itself read is ever shared.
-import type { CarePlan, CareTeam, Consent, ConsentProvision, Goal, PractitionerRole, Provenance, Resource } from '@medplum/fhirtypes';
-import type { ResourceRepository } from '@tic/fhir';
+// person's consent. The plan, its goals, care teams, the goals' measures, the person, the
+// person's Consents and the Provenances of all of them are shared with those organisations
+// (resource_share rows under the reason "careplan:{id}"), each resource as far as the Consents
+// permit it to that organisation, recomputed in the transaction of every write that can change
+// the answer. Only what the writing client can itself read is ever shared.
+import type { CarePlan, CareTeam, Consent, Goal, PractitionerRole, Provenance, Resource } from '@medplum/fhirtypes';
+import type { ConsentSubject, ResourceRepository } from '@tic/fhir';
+import { consentOutcome, decideConsents } from '@tic/fhir';
+import { isSystemContext, Repository } from '@tic/store';
 import { shareReason } from './constants.ts';
 import { refKey, refType } from './recognise.ts';
 
@@ -31,34 +34,38 @@ export function teamOrganisations(teams: CareTeam[], roles: PractitionerRole[], 
   return [...orgs].sort();
 }
 
-const names = (provision: ConsentProvision, org: string): boolean => (provision.actor ?? []).some((a) => refKey(a.reference?.reference) === org);
+/** The question asked of the Consents about one resource (its content lets code and securityLabel criteria be evaluated). */
+export const consentSubject = (r: Resource): ConsentSubject => ({ resourceType: r.resourceType, ...(r.id ? { id: r.id } : {}), content: r });
 
-/** What one Consent says about `org` seeing the person's data: permit, deny, or nothing. */
-export function consentDecision(consent: Consent, org: string, now: Date): 'permit' | 'deny' | undefined {
-  if (consent.status !== 'active') return undefined;
-  const root = consent.provision;
-  if (!root) return 'permit';
-  if (!inPeriod(root.period, now)) return undefined;
-  for (const nested of root.provision ?? []) {
-    if (inPeriod(nested.period, now) && names(nested, org)) return nested.type === 'deny' ? 'deny' : 'permit';
-  }
-  const applies = !root.actor?.length || names(root, org);
-  if (!applies) return undefined;
-  return root.type === 'deny' ? 'deny' : 'permit';
+const PLAN_DATA: ConsentSubject = { resourceType: 'CarePlan' };
+
+/**
+ * What one Consent says about `org` seeing `resource` (by default: a recovery plan), by the R4
+ * provision rules of @tic/fhir (nested provisions are exceptions to their parent, the most
+ * specific applying one decides, what cannot be evaluated withholds): permit, deny, or nothing.
+ */
+export function consentDecision(consent: Consent, org: string, now: Date, resource: ConsentSubject = PLAN_DATA): 'permit' | 'deny' | undefined {
+  const o = consentOutcome(consent, { organization: org, resource, now });
+  return o === 'none' ? undefined : o;
 }
 
 /**
- * The organisations allowed by the person's consents: all of them when the person has no
- * Consent on record; otherwise those some active Consent permits and none denies (a revoked or
- * inactive Consent permits nothing).
+ * May `org` see `resource` under the person's consents? When the person has no Consent on record:
+ * yes, open-ended. Otherwise only when some active Consent permits it and none denies it (a
+ * Consent that is not active permits nothing); `until`: when that may next change.
  */
-export function withinConsent(orgs: string[], consents: Consent[], now: Date): string[] {
-  if (consents.length === 0) return orgs;
-  return orgs.filter((org) => {
-    const decisions = consents.map((c) => consentDecision(c, org, now));
-    return decisions.includes('permit') && !decisions.includes('deny');
-  });
+export function consentWindow(org: string, consents: Consent[], now: Date, resource: ConsentSubject = PLAN_DATA): { permitted: boolean; until?: string } {
+  if (consents.length === 0) return { permitted: true };
+  const d = decideConsents(consents, { organization: org, resource, now });
+  return { permitted: d.decision === 'permit', ...(d.until ? { until: d.until } : {}) };
 }
+
+/** The organisations allowed to see `resource` (by default: a recovery plan) by the person's consents (see consentWindow). */
+export function withinConsent(orgs: string[], consents: Consent[], now: Date, resource: ConsentSubject = PLAN_DATA): string[] {
+  return orgs.filter((org) => consentWindow(org, consents, now, resource).permitted);
+}
+
+const systemOf = (repo: ResourceRepository): ResourceRepository => (repo instanceof Repository ? repo.asSystem() : repo);
 
 async function readRef<T extends Resource>(repo: ResourceRepository, reference: string | undefined): Promise<T | undefined> {
   const key = refKey(reference);
@@ -80,13 +87,17 @@ export async function sharePlan(repo: ResourceRepository, plan: CarePlan, now = 
   const roleRefs = teams.flatMap((t) => (t.participant ?? []).map((p) => p.member?.reference).filter((r): r is string => refType(r) === 'PractitionerRole'));
   const roles = (await Promise.all(roleRefs.map((r) => readRef<PractitionerRole>(repo, r)))).filter((r): r is PractitionerRole => !!r);
   const patient = refKey(plan.subject?.reference);
-  const consents = patient ? await repo.search<Consent>('Consent', { patient, _count: '200' }) : [];
-  const orgs = plan.status === 'entered-in-error' ? [] : withinConsent(teamOrganisations(teams, roles, now), consents, now);
+  // The person's Consents decide as the server reads them (one the writer cannot see still limits
+  // the sharing); those the writer can read are shared along.
+  const consents = patient ? await systemOf(repo).search<Consent>('Consent', { patient, _count: '200' }) : [];
+  const readable = patient && repo instanceof Repository && !isSystemContext(repo.ctx) ? await repo.search<Consent>('Consent', { patient, _count: '200' }) : consents;
+  const team = plan.status === 'entered-in-error' ? [] : teamOrganisations(teams, roles, now);
+  const orgs = withinConsent(team, consents, now, consentSubject(plan));
   const goals = (await Promise.all((plan.goal ?? []).map((r) => readRef<Goal>(repo, r.reference)))).filter((g): g is Goal => !!g);
   const measures = (await Promise.all(goals.flatMap((g) => (g.outcomeReference ?? []).map((r) => readRef<Resource>(repo, r.reference))))).filter((m): m is Resource => !!m);
   const person = patient ? await readRef<Resource>(repo, patient) : undefined;
   const provenances = (await Promise.all([plan, ...goals, ...teams].map((r) => repo.search<Provenance>('Provenance', { target: `${r.resourceType}/${r.id}`, _count: '1000' })))).flat();
-  const shared: Resource[] = [plan, ...goals, ...teams, ...measures, ...(person ? [person] : []), ...consents, ...provenances];
+  const shared: Resource[] = [plan, ...goals, ...teams, ...measures, ...(person ? [person] : []), ...readable, ...provenances];
 
   await repo.unshare(reason);
   const seen = new Set<string>();
@@ -94,7 +105,12 @@ export async function sharePlan(repo: ResourceRepository, plan: CarePlan, now = 
     const key = `${r.resourceType}/${r.id}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    for (const org of orgs) await repo.share(r.resourceType, r.id!, org, reason);
+    // Each resource on its own: a Consent may withhold some kinds (class, code, label, data) or
+    // periods; a share expires when the answer for it may next change.
+    for (const org of team) {
+      const w = consentWindow(org, consents, now, consentSubject(r));
+      if (w.permitted) await repo.share(r.resourceType, r.id!, org, reason, w.until ? new Date(w.until) : undefined);
+    }
   }
   return orgs;
 }

@@ -1,5 +1,5 @@
 import type { Consent, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { consentCovers, coverageOf } from './consent.ts';
+import { consentCovers, coverageOf, permitsSupporting } from './consent.ts';
 import { disclosedResources } from './disclosure.ts';
 
 const NOW = new Date('2025-06-01T12:00:00Z');
@@ -30,12 +30,35 @@ describe('consentCovers', () => {
     expect(consentCovers(consent({ scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'research' }] } }), 'Patient/p1', 'Organization/housing', NOW)).toBeUndefined();
   });
 
-  it('takes the union of several consents and the latest end', () => {
+  it('several consents: the referral travels while any covers it, ends with the last; a deny in any withholds', () => {
     const a = consent({ id: 'a' }, { class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }] });
-    const b = consent({ id: 'b' }, { period: { end: '2026-03-01' } });
+    const b = consent({ id: 'b' }, { period: { end: '2026-03-01T00:00:00Z' } });
     const cov = coverageOf([a, b], 'Patient/p1', 'Organization/housing', NOW)!;
-    expect([...cov.classes]).toEqual(['Observation']);
-    expect(cov.end).toBe('2026-03-01');
+    expect(cov.end).toBe('2026-03-01T00:00:00.000Z');
+    expect(permitsSupporting(cov, 'Observation/screen1')).toBe(true);
+    // Before, a deny Consent was ignored beside a permit one.
+    const deny = consent({ id: 'd' }, { type: 'deny' });
+    expect(coverageOf([b, deny], 'Patient/p1', 'Organization/housing', NOW)).toBeUndefined();
+    const denyScreens = consent({ id: 'ds' }, { type: 'deny', class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }] });
+    const both = coverageOf([a, denyScreens], 'Patient/p1', 'Organization/housing', NOW)!;
+    expect(both).toBeDefined();
+    expect(permitsSupporting(both, 'Observation/screen1')).toBe(false);
+  });
+
+  it('honours nested provisions: a nested deny for the receiver, a period or a kind of data; a nested permit inside a deny', () => {
+    const deny = (nested: NonNullable<NonNullable<Consent['provision']>['provision']>[number]) => consent({}, { class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }], provision: [nested] });
+    expect(consentCovers(deny({ type: 'deny', actor: [{ role: { text: 'recipient' }, reference: { reference: 'Organization/housing' } }] }), 'Patient/p1', 'Organization/housing', NOW)).toBeUndefined();
+    expect(consentCovers(deny({ type: 'deny', period: { start: '2025-05-01', end: '2025-06-30' } }), 'Patient/p1', 'Organization/housing', NOW)).toBeUndefined();
+    const later = consentCovers(deny({ type: 'deny', period: { start: '2025-08-01T00:00:00Z', end: '2025-09-01T00:00:00Z' } }), 'Patient/p1', 'Organization/housing', NOW)!;
+    expect(later.end).toBe('2025-08-01T00:00:00.000Z');
+    const noScreens = consentCovers(deny({ type: 'deny', class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }] }), 'Patient/p1', 'Organization/housing', NOW)!;
+    expect(noScreens).toBeDefined();
+    expect(permitsSupporting(noScreens, 'Observation/screen1')).toBe(false);
+    const rootDeny = consent({}, { type: 'deny', actor: undefined, period: undefined, provision: [{ type: 'permit', actor: [{ role: { text: 'recipient' }, reference: { reference: 'Organization/housing' } }] }] });
+    expect(consentCovers(rootDeny, 'Patient/p1', 'Organization/housing', NOW)).toBeDefined();
+    expect(consentCovers(rootDeny, 'Patient/p1', 'Organization/other', NOW)).toBeUndefined();
+    // A permit for everyone names nobody: the referral needs its receiver named.
+    expect(consentCovers(consent({}, { actor: undefined }), 'Patient/p1', 'Organization/housing', NOW)).toBeUndefined();
   });
 });
 
@@ -63,5 +86,16 @@ describe('disclosedResources', () => {
     expect(keys).toContain('Condition/cond1');
     expect(keys).not.toContain('Observation/screen1');
     expect(keys).not.toContain('QuestionnaireResponse/qr1');
+  });
+  it('withholds what a nested deny names and keeps the rest of the referral', () => {
+    const cov = consentCovers(
+      consent({}, { class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }, { system: 'http://hl7.org/fhir/resource-types', code: 'Condition' }], provision: [{ type: 'deny', class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }] }] }),
+      'Patient/p1',
+      'Organization/housing',
+      NOW,
+    )!;
+    expect(disclosedResources(task, sr, cov).map((k) => `${k.type}/${k.id}`)).toEqual(['Task/t1', 'ServiceRequest/sr1', 'Patient/p1', 'Consent/c1', 'Condition/cond1']);
+    const noRequest = consentCovers(consent({}, { provision: [{ type: 'deny', data: [{ meaning: 'instance', reference: { reference: 'ServiceRequest/sr1' } }] }] }), 'Patient/p1', 'Organization/housing', NOW, task)!;
+    expect(disclosedResources(task, sr, noRequest).map((k) => `${k.type}/${k.id}`)).toEqual(['Task/t1', 'Patient/p1', 'Consent/c1']);
   });
 });

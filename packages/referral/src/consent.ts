@@ -1,59 +1,65 @@
-// Does a FHIR Consent permit disclosure of a referral to an organisation? Pure.
-// Covered: status active, scope patient-privacy, for this patient, provision type permit (the
-// default), its period running now, and the organisation named in provision.actor. What may be
-// disclosed beyond the referral itself (Task, ServiceRequest, minimal Patient) is named by
-// provision.class (resource types) and provision.data (individual resources). Nested provisions
-// are not interpreted: a Consent with nested provisions must be split by the author.
-import type { Consent } from '@medplum/fhirtypes';
-import { CONSENT_SCOPE_SYSTEM, RESOURCE_TYPES_SYSTEM } from './codes.ts';
+// Does the person's consent let a referral, and what it carries, reach the receiving organisation?
+// Pure. The person's active patient-privacy Consents are evaluated together by the R4 provision
+// rules of @tic/fhir (consent.ts: nested provisions are exceptions to their parent, the most
+// specific applying one decides, what cannot be evaluated withholds, a deny in any Consent wins),
+// with the referral's minimum-necessary reading on top:
+// - the referral itself (Task, ServiceRequest, minimal Patient, the permitting Consent) is
+//   disclosed when a permit applies to the receiver and a provision on its path names the receiver
+//   in actor; a permit's class/code/securityLabel/data do not narrow it (they name what travels
+//   besides), a deny's do (a deny without them withholds the referral itself);
+// - supporting data (reasons, supporting info, Task inputs) only when, in addition, a provision on
+//   the permit's path names it by class (resource type or profile), code, securityLabel or data.
+import type { Consent, Task } from '@medplum/fhirtypes';
+import type { ConsentPolicy, ConsentSubject } from '@tic/fhir';
+import { decideConsents, relativeReference } from '@tic/fhir';
+import { CONSENT_SCOPE_SYSTEM } from './codes.ts';
 
 export interface ConsentCoverage {
+  /** A Consent that permits the referral (it travels with it). */
   consent: Consent;
-  /** Resource types the Consent names in provision.class. */
-  classes: Set<string>;
-  /** References (Type/id) the Consent names in provision.data. */
-  data: Set<string>;
-  /** When the permission ends (provision.period.end), if it does. */
+  /** The person's active patient-privacy Consents, every one of which is applied. */
+  consents: Consent[];
+  organization: string;
+  now: Date;
+  /** When the referral's own disclosure may next change (ISO): its share rows expire then. */
   end?: string;
 }
+
+const REFERRAL: ConsentPolicy = { requireActor: true, ignorePermitData: true };
+const SUPPORTING: ConsentPolicy = { requireActor: true, requireData: true };
 
 export function isPatientPrivacy(consent: Consent): boolean {
   return (consent.scope?.coding ?? []).some((c) => c.system === CONSENT_SCOPE_SYSTEM && c.code === 'patient-privacy');
 }
 
-function relative(reference: string | undefined): string | undefined {
-  if (!reference) return undefined;
-  const parts = reference.split('/');
-  return parts.length >= 2 ? `${parts[parts.length - 2]}/${parts[parts.length - 1]}` : undefined;
+/** The coverage of the referral under the person's Consents (those of other patients or scopes are left out). */
+export function coverageOf(consents: Consent[], patient: string, organization: string, now: Date, task?: Task): ConsentCoverage | undefined {
+  const relevant = consents.filter((c) => c.status === 'active' && isPatientPrivacy(c) && relativeReference(c.patient?.reference) === relativeReference(patient));
+  const resource: ConsentSubject = task ? { resourceType: 'Task', id: task.id, content: task } : { resourceType: 'Task' };
+  const d = decideConsents(relevant, { organization, resource, now }, REFERRAL);
+  if (d.decision !== 'permit') return undefined;
+  return { consent: d.consent!, consents: relevant, organization, now, ...(d.until ? { end: d.until } : {}) };
 }
 
-export function consentCovers(consent: Consent, patient: string, organization: string, now: Date): ConsentCoverage | undefined {
-  if (consent.status !== 'active' || !isPatientPrivacy(consent)) return undefined;
-  if (relative(consent.patient?.reference) !== relative(patient)) return undefined;
-  const p = consent.provision;
-  if (!p || (p.type ?? 'permit') !== 'permit') return undefined;
-  if (p.period?.start && Date.parse(p.period.start) > now.getTime()) return undefined;
-  if (p.period?.end && Date.parse(p.period.end) <= now.getTime()) return undefined;
-  if (!(p.actor ?? []).some((a) => relative(a.reference?.reference) === relative(organization))) return undefined;
-  const classes = new Set((p.class ?? []).filter((c) => !c.system || c.system === RESOURCE_TYPES_SYSTEM).map((c) => c.code).filter((c): c is string => !!c));
-  const data = new Set((p.data ?? []).map((d) => relative(d.reference?.reference)).filter((r): r is string => !!r));
-  return { consent, classes, data, ...(p.period?.end ? { end: p.period.end } : {}) };
+export function consentCovers(consent: Consent, patient: string, organization: string, now: Date, task?: Task): ConsentCoverage | undefined {
+  return coverageOf([consent], patient, organization, now, task);
 }
 
-/** The widest coverage among several Consents (union of data, latest end; open-ended wins). */
-export function coverageOf(consents: Consent[], patient: string, organization: string, now: Date): ConsentCoverage | undefined {
-  const covering = consents.map((c) => consentCovers(c, patient, organization, now)).filter((c): c is ConsentCoverage => !!c);
-  if (covering.length === 0) return undefined;
-  const classes = new Set(covering.flatMap((c) => [...c.classes]));
-  const data = new Set(covering.flatMap((c) => [...c.data]));
-  const ends = covering.map((c) => c.end);
-  const end = ends.some((e) => e === undefined) ? undefined : ends.sort((a, b) => Date.parse(b!) - Date.parse(a!))[0];
-  return { consent: covering[0].consent, classes, data, ...(end ? { end } : {}) };
+/**
+ * May this resource travel with the referral? `part`: "referral" for the Task, ServiceRequest,
+ * Patient and Consent, "supporting" for supporting data. Answers when the permission may next
+ * change, or undefined when it is not permitted.
+ */
+export function permits(coverage: ConsentCoverage, resource: ConsentSubject, part: 'referral' | 'supporting'): { until?: string } | undefined {
+  const d = decideConsents(coverage.consents, { organization: coverage.organization, resource, now: coverage.now }, part === 'referral' ? REFERRAL : SUPPORTING);
+  if (d.decision !== 'permit') return undefined;
+  return d.until ? { until: d.until } : {};
 }
 
-/** May this supporting resource travel with the referral under the coverage? */
+/** May this supporting resource (reference only, no content) travel with the referral? */
 export function permitsSupporting(coverage: ConsentCoverage, reference: string): boolean {
-  const rel = relative(reference);
+  const rel = relativeReference(reference);
   if (!rel) return false;
-  return coverage.data.has(rel) || coverage.classes.has(rel.split('/')[0]);
+  const [resourceType, id] = rel.split('/');
+  return !!permits(coverage, { resourceType, id }, 'supporting');
 }

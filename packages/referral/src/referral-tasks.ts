@@ -30,7 +30,7 @@ export async function coverageForTask(repo: ResourceRepository, task: Task, now:
   const owner = task.owner?.reference;
   const patient = task.for?.reference;
   if (!owner || !patient || !keyOf(patient)) return undefined;
-  return coverageOf(await consentsFor(repo, patient), patient, owner, now);
+  return coverageOf(await consentsFor(repo, patient), patient, owner, now, task);
 }
 
 /** The Task with its consent business status brought up to date (unchanged object when nothing changes). */
@@ -88,7 +88,8 @@ export async function syncTaskShares(repo: ResourceRepository, task: Task, now: 
   const open = active && !task.owner && task.status === 'requested';
   const offers = open ? await sectorOrganizations(repo, task) : [];
   await syncShares(db, [
-    { reason: shareReason(id), orgs: task.owner?.reference ? [task.owner.reference] : [], keys, ...(coverage?.end ? { expires: coverage.end } : {}) },
+    // Each row expires when the Consents' answer for its resource may next change (ResourceKey.until).
+    { reason: shareReason(id), orgs: task.owner?.reference ? [task.owner.reference] : [], keys },
     { reason: offerReason(id), orgs: offers, keys: [{ type: 'Task', id }] },
   ]);
   return coverage;

@@ -1,6 +1,7 @@
 // resource_share rows that let a referral's receiving organisation see what its Consent allows.
 // Written and removed inside the transaction of the write that changes them, so a revocation takes
-// effect with its commit. Rows expire with the Consent's period (resource_share.expires).
+// effect with its commit. Rows expire when the Consents' answer for their resource may next change (a
+// period bound: resource_share.expires from ResourceKey.until, else the set's expires).
 import type { Db } from '@tic/store';
 import type { ResourceKey } from './disclosure.ts';
 
@@ -23,7 +24,7 @@ export interface ShareSet {
 export async function syncShares(db: Db, sets: ShareSet[]): Promise<void> {
   const rows = new Map<string, [string, string, string, string, string | null]>();
   for (const set of sets) {
-    for (const org of set.orgs) for (const k of set.keys) rows.set(JSON.stringify([k.type, k.id, org, set.reason]), [k.type, k.id, org, set.reason, set.expires ?? null]);
+    for (const org of set.orgs) for (const k of set.keys) rows.set(JSON.stringify([k.type, k.id, org, set.reason]), [k.type, k.id, org, set.reason, k.until ?? set.expires ?? null]);
   }
   const wanted = [...rows.values()];
   const col = (i: number) => wanted.map((w) => w[i]);

@@ -1,15 +1,15 @@
 // Who may receive a recovery plan: the organisations of its care teams within the person's consent,
 // by the same rule as the plan's sharing (teamOrganisations, withinConsent). Read as the server
 // itself: a Consent the asking organisation cannot see still limits the sending.
-import type { CarePlan, CareTeam, Consent, PractitionerRole, Resource } from '@medplum/fhirtypes';
-import type { ResourceRepository } from '@tic/fhir';
+import type { CarePlan, CareTeam, Consent, Goal, PractitionerRole, Resource } from '@medplum/fhirtypes';
+import type { ConsentSubject, ResourceRepository } from '@tic/fhir';
 import { refKey, refType } from '../recognise.ts';
-import { teamOrganisations, withinConsent } from '../sharing.ts';
+import { consentSubject, teamOrganisations, withinConsent } from '../sharing.ts';
 
 export interface PlanAudience {
   /** Organisations represented in the plan's active care teams. */
   team: string[];
-  /** Those of them the person's consents allow to see the plan. */
+  /** Those of them the person's consents allow to see the plan and everything its summary carries. */
   allowed: string[];
 }
 
@@ -28,6 +28,12 @@ export async function planAudience(system: ResourceRepository, plan: CarePlan, n
   const patient = refKey(plan.subject?.reference);
   const consents = patient ? await system.search<Consent>('Consent', { patient, _count: '200' }) : [];
   const team = teamOrganisations(teams, roles, now);
-  const allowed = plan.status === 'entered-in-error' ? [] : withinConsent(team, consents, now);
+  // The summary carries the plan, goals, care teams, measures and the person: a recipient must be
+  // permitted every one of them (a Consent withholding some kind or resource from it stops the sending).
+  const goals = (await Promise.all((plan.goal ?? []).map((r) => readRef<Goal>(system, r.reference)))).filter((g): g is Goal => !!g);
+  const measures = (await Promise.all(goals.flatMap((g) => (g.outcomeReference ?? []).map((r) => readRef<Resource>(system, r.reference))))).filter((m): m is Resource => !!m);
+  const carried: ConsentSubject[] = [plan, ...goals, ...teams, ...measures].map(consentSubject);
+  if (patient) carried.push({ resourceType: 'Patient', id: patient.split('/')[1] });
+  const allowed = plan.status === 'entered-in-error' ? [] : team.filter((org) => carried.every((r) => withinConsent([org], consents, now, r).length === 1));
   return { team, allowed };
 }
