@@ -7,7 +7,7 @@ import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
 import { expectOutcome, fhir, ids } from '../helpers.ts';
-import { careplanModule, EXT, PROFILE, SYSTEM } from '../../../packages/careplan/src/index.ts';
+import { careplanModule, EXT, planAudience, PROFILE, SYSTEM } from '../../../packages/careplan/src/index.ts';
 
 let t: TestApi;
 let a: Fhir;
@@ -166,6 +166,41 @@ describe('visibility: care-team organisations only', () => {
     await ok(await a.put(`Consent/${consent.id}`, { ...consent, provision: { type: 'permit' } }, ifMatch(consent)));
     expect((await b.get(`CarePlan/${plan.id}`)).status).toBe(200);
     await ok(await a.del(`Consent/${consent.id}`), 204);
+  });
+});
+
+describe('visibility: nested Consent provisions', () => {
+  const privacy = (provision: Consent['provision']): Consent => ({
+    resourceType: 'Consent',
+    status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ text: 'Privacy consent' }],
+    policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTIN' }] },
+    patient: ref(patient),
+    provision,
+  });
+  const teamActor = (org: string) => ({ role: { text: 'care team' }, reference: { reference: org } });
+  it('a nested deny for a period running now takes the plan from org B for that period', async () => {
+    const now = Date.now();
+    const consent = await a.create<Consent>(privacy({ type: 'permit', actor: [teamActor('Organization/org-a'), teamActor('Organization/org-b')], provision: [{ type: 'deny', period: { start: new Date(now - 3_600_000).toISOString(), end: new Date(now + 3_600_000).toISOString() } }] }));
+    for (const r of [plan, ownWords, team, phq9]) expect((await b.get(`${r.resourceType}/${r.id}`)).status).toBe(404);
+    // The same deny over a period that has ended leaves B its view.
+    const ended = { start: new Date(now - 7_200_000).toISOString(), end: new Date(now - 3_600_000).toISOString() };
+    await ok(await a.put(`Consent/${consent.id}`, { ...consent, provision: { ...consent.provision, provision: [{ type: 'deny', period: ended }] } }, ifMatch(consent)));
+    expect((await b.get(`CarePlan/${plan.id}`)).status).toBe(200);
+    await ok(await a.del(`Consent/${consent.id}`), 204);
+    expect((await b.get(`CarePlan/${plan.id}`)).status).toBe(200);
+  });
+  it('a nested deny for a kind of data keeps the measures from org B, not the plan', async () => {
+    const consent = await a.create<Consent>(privacy({ type: 'permit', provision: [{ type: 'deny', actor: [teamActor('Organization/org-b')], class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }] }] }));
+    for (const r of [plan, ownWords, proGoal, team]) expect((await b.get(`${r.resourceType}/${r.id}`)).status).toBe(200);
+    expect((await b.get(`Observation/${phq9.id}`)).status).toBe(404);
+    // The plan's summary (which carries the measures) is not sent where the Consent withholds part of it.
+    const audience = await planAudience(t.api.systemRepository(), plan, new Date());
+    expect(audience.team).toContain('Organization/org-b');
+    expect(audience.allowed).toEqual(['Organization/org-a']);
+    await ok(await a.del(`Consent/${consent.id}`), 204);
+    expect((await b.get(`Observation/${phq9.id}`)).status).toBe(200);
   });
 });
 

@@ -163,6 +163,43 @@ describe('referral workflow', () => {
     expect((await a.get(`Task/${task.id}`)).body.businessStatus.text).toBe('awaiting consent');
   });
 
+  it('honours nested Consent provisions: a nested deny for screening results keeps them back; a deny Consent beside a permit one withholds', async () => {
+    const OBSERVATION = { system: 'http://hl7.org/fhir/resource-types', code: 'Observation' };
+    const { patient, obs, sr, task } = await referralBundle(B);
+    // Permits B the referral and screening results, except (nested) Observations: B sees the Task and ServiceRequest, not the screen.
+    const granted = await a.create<Consent>(consent(patient, [B], { class: [OBSERVATION], provision: [{ type: 'deny', class: [OBSERVATION] }] }));
+    expect((await b.get(`Task/${task.id}`)).body.businessStatus.text).toBe('consented');
+    expect((await b.get(sr)).status).toBe(200);
+    expect((await b.get(patient)).status).toBe(200);
+    expectOutcome(await b.get(obs), 404);
+    const found = await b.get(`Task?_id=${task.id}&_include=Task:focus`);
+    expect((found.body.entry as BundleEntry[]).map((e) => e.resource!.resourceType).sort()).toEqual(['ServiceRequest', 'Task']);
+    // Without the nested deny the screen travels.
+    const widened = await a.put(`Consent/${granted.id}`, { ...granted, provision: { ...granted.provision, provision: undefined } });
+    expect(widened.status).toBe(200);
+    expect((await b.get(obs)).status).toBe(200);
+    // A second, denying Consent for B wins over the permitting one: nothing is disclosed.
+    const denied = await a.create<Consent>(consent(patient, [B], { type: 'deny' }));
+    for (const ref of [`Task/${task.id}`, sr, patient, obs]) expectOutcome(await b.get(ref), 404);
+    expect((await a.get(`Task/${task.id}`)).body.businessStatus.text).toBe('awaiting consent');
+    // An inactive Consent is ignored: lifting the deny restores the disclosure.
+    expect((await a.put(`Consent/${denied.id}`, { ...denied, status: 'inactive' })).status).toBe(200);
+    expect((await b.get(obs)).status).toBe(200);
+  });
+
+  it('a root deny with a nested permit for the receiver discloses to it alone; a nested deny for a period running now withholds', async () => {
+    const { patient, sr, task } = await referralBundle(B);
+    const only = await a.create<Consent>({ ...consent(patient, []), provision: { type: 'deny', provision: [{ type: 'permit', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: B } }] }] } });
+    expect((await b.get(`Task/${task.id}`)).status).toBe(200);
+    expect((await b.get(sr)).status).toBe(200);
+    expectOutcome(await c.get(`Task/${task.id}`), 404);
+    const now = Date.now();
+    const paused = { start: new Date(now - 86_400_000).toISOString(), end: new Date(now + 86_400_000).toISOString() };
+    expect((await a.put(`Consent/${only.id}`, { ...only, provision: { ...only.provision, provision: [{ ...only.provision!.provision![0], provision: [{ type: 'deny', period: paused }] }] } })).status).toBe(200);
+    expectOutcome(await b.get(`Task/${task.id}`), 404);
+    expect((await a.get(`Task/${task.id}`)).body.businessStatus.text).toBe('awaiting consent');
+  });
+
   it('of two organisations claiming an open Task at once, one wins', async () => {
     const { patient, task } = await referralBundle(undefined);
     await a.create(consent(patient, [B, C]));
