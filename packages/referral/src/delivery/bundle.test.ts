@@ -48,6 +48,37 @@ describe('buildDeliveryBundle', () => {
   });
 });
 
+describe('the Consent sent with a referral', () => {
+  const nested: Consent = {
+    ...consent,
+    provision: {
+      type: 'permit',
+      actor: [{ role: { text: 'recipient' }, reference: { reference: 'Organization/local-housing' } }, { role: { text: 'recipient' }, reference: { reference: 'Organization/someone-else' } }],
+      data: [{ meaning: 'instance', reference: { reference: 'Observation/o1' } }],
+      provision: [
+        { type: 'deny', actor: [{ role: { text: 'recipient' }, reference: { reference: 'Organization/local-housing' } }], data: [{ meaning: 'instance', reference: { reference: 'Observation/not-sent' } }] },
+        { type: 'deny', period: { start: '2027-01-01' }, actor: [{ role: { text: 'recipient' }, reference: { reference: 'Organization/other-org', display: 'Other' } }], provision: [{ type: 'permit', data: [{ meaning: 'related', reference: { reference: 'https://a.example/fhir/Condition/c9/_history/2' } }] }] },
+      ],
+    },
+  };
+  const bundle = buildDeliveryBundle({ task, serviceRequest: sr, patient, consent: nested, supporting: [obs] }, 'https://a.example/fhir', { requester: 'Organization/remote-a', owner: 'Organization/remote-b' });
+  const entry = (t: string) => bundle.entry!.find((e) => e.resource!.resourceType === t)!;
+  const sent = entry('Consent').resource as Consent;
+
+  it('names only the receiver at the root, and maps or neutralises every other reference at any depth', () => {
+    expect(sent.provision?.actor?.map((a) => a.reference)).toEqual([{ reference: 'Organization/remote-b' }]);
+    expect(sent.provision?.data?.[0].reference).toEqual({ reference: entry('Observation').fullUrl });
+    const [deny, other] = sent.provision!.provision!;
+    expect(deny.actor?.[0].reference).toEqual({ reference: 'Organization/remote-b' });
+    // Not in the Bundle: a logical reference to the resource here, which nothing on the receiver is.
+    expect(deny.data?.[0].reference).toEqual({ identifier: { system: REFERRAL_IDENTIFIER_SYSTEM, value: 'https://a.example/fhir/Observation/not-sent' } });
+    expect(other.actor?.[0].reference).toEqual({ identifier: { system: REFERRAL_IDENTIFIER_SYSTEM, value: 'https://a.example/fhir/Organization/other-org' }, display: 'Other' });
+    expect(other.period).toEqual({ start: '2027-01-01' });
+    expect(other.provision?.[0].data?.[0]).toEqual({ meaning: 'related', reference: { identifier: { system: REFERRAL_IDENTIFIER_SYSTEM, value: 'https://a.example/fhir/Condition/c9' } } });
+    expect(JSON.stringify(sent)).not.toMatch(/"reference":"(Organization\/(local-housing|someone-else|other-org)|Observation\/not-sent)"/);
+  });
+});
+
 describe('transitionPath', () => {
   it('finds the shortest allowed path, or none', () => {
     expect(transitionPath('requested', 'accepted')).toEqual(['accepted']);

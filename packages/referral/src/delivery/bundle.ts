@@ -2,7 +2,7 @@
 // a minimal Patient, the Consent, the ServiceRequest, the consented supporting data and the Task.
 // Every entry is a conditional create on a business identifier derived from the source resource,
 // so delivering the same referral again creates nothing new.
-import type { Bundle, BundleEntry, Consent, Patient, Reference, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, Consent, ConsentProvision, Patient, Reference, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { REFERRAL_IDENTIFIER_SYSTEM } from '../codes.ts';
 
 export interface DeliveryParties {
@@ -39,6 +39,12 @@ function withIdentifier<T extends Resource>(r: T, ident: { system: string; value
   return { ...r, identifier: [...existing, ident] } as T;
 }
 
+/** "Type/id" of a reference (relative or absolute, version dropped). */
+function relative(reference: string): string {
+  const parts = reference.split('/_history/')[0].split('/');
+  return parts.slice(-2).join('/');
+}
+
 const query = (ident: { system: string; value: string }) => `identifier=${encodeURIComponent(ident.system)}|${encodeURIComponent(ident.value)}`;
 
 export function buildDeliveryBundle(content: ReferralContent, sourceBase: string, parties: DeliveryParties): Bundle {
@@ -67,6 +73,7 @@ export function buildDeliveryBundle(content: ReferralContent, sourceBase: string
   });
   const c = content.consent;
   add(c, { ...c, patient: { reference: patientUrn }, provision: { ...c.provision, actor: [{ role: c.provision?.actor?.[0]?.role ?? { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: parties.owner } }] } });
+  const consentEntry = entries[entries.length - 1];
   for (const s of content.supporting) {
     const subjectKey = 'subject' in s ? 'subject' : 'patient' in s ? 'patient' : undefined;
     add(s, subjectKey ? ({ ...s, [subjectKey]: { reference: patientUrn } } as Resource) : s);
@@ -92,6 +99,29 @@ export function buildDeliveryBundle(content: ReferralContent, sourceBase: string
     owner: { reference: parties.owner },
     input: (t.input ?? []).filter((i) => !i.valueReference || map(i.valueReference)).map((i) => (i.valueReference ? { ...i, valueReference: map(i.valueReference) } : i)),
   } as Task);
+  // The Consent's other references (data at any level, actors of nested provisions) name resources
+  // on this server: the parties and what travels in the Bundle are mapped; anything else becomes a
+  // logical reference (identifier = its URL here), which no resource on the receiving server is,
+  // so a receiver evaluating the Consent can only treat such a provision as possibly applying.
+  const local = new Map<string, string>();
+  if (t.owner?.reference) local.set(relative(t.owner.reference), parties.owner);
+  if (t.requester?.reference) local.set(relative(t.requester.reference), parties.requester);
+  const remote = (r: Reference | undefined): Reference | undefined => {
+    if (!r?.reference) return r;
+    const key = relative(r.reference);
+    const to = local.get(key) ?? refs.get(key);
+    if (to) return { reference: to, ...(r.display ? { display: r.display } : {}) };
+    return { identifier: sourceIdentifier(sourceBase, { resourceType: key.split('/')[0], id: key.split('/')[1] }), ...(r.display ? { display: r.display } : {}) };
+  };
+  const mapProvision = (pr: ConsentProvision, root: boolean): ConsentProvision => {
+    const out: ConsentProvision = { ...pr };
+    if (!root && pr.actor) out.actor = pr.actor.map((a) => ({ ...a, reference: remote(a.reference) ?? a.reference }) as NonNullable<ConsentProvision["actor"]>[number]);
+    if (pr.data) out.data = pr.data.map((d) => ({ ...d, reference: remote(d.reference) ?? d.reference }));
+    if (pr.provision) out.provision = pr.provision.map((n) => mapProvision(n, false));
+    return out;
+  };
+  const sent = consentEntry.resource as Consent;
+  if (sent.provision) sent.provision = mapProvision(sent.provision, true);
   for (const e of entries) {
     // Drop empty arrays left by reference filtering.
     const body = e.resource as unknown as Record<string, unknown>;
