@@ -132,12 +132,12 @@ export async function searchResources(
   // filter in last_updated order (search-plans.md), the cursor and _lastUpdated bounds applied
   // to that walk; the resource row is read only for candidates, with every other filter and the
   // visibility rule checked on it as before.
-  const driver = plan.signature === '_lastUpdated' || plan.signature === '-_lastUpdated' ? pickDriver(q.filters) : -1;
+  const driver = plan.signature === '_lastUpdated' || plan.signature === '-_lastUpdated' ? countDriver : -1;
   // A date parameter bounded on both sides: its rows in the window are gathered by span class and
   // sorted (few, wherever the window lies), unless there are more than CANDIDATE_CAP of them; then
   // the walk in last_updated order finds a page sooner. Unless the window is exact (one filter, no
   // ap) its rows are candidates and every filter is still probed.
-  const win = driver >= 0 ? dateWindow(q.filters, driver, base.now) : undefined;
+  const win = driver >= 0 ? countWin : undefined;
   const skip = win && !win.exact ? -1 : driver;
   const cap = Math.max(0, Math.trunc(options.candidateCap ?? CANDIDATE_CAP)); // a literal in the SQL
   // Round 0 of _include/_revinclude runs in the page's own statement (search-include.ts).
