@@ -132,7 +132,7 @@ export class Repository implements ResourceRepository {
   /**
    * read(), and in the same statement (one round trip, one commit) the audit-log row of the read
    * when a current version is visible: `record` is the audit record, to which the statement adds
-   * `patients` (patientOf the resource read, computed in SQL).
+   * `patients` (the resource's patient, PATIENT_OF_SQL).
    */
   async readAudited<T extends Resource>(type: string, id: string, audit: { ownerOrg: string | null; record: object; commit?: 'relaxed' }): Promise<T> {
     const vis = this.visibility(5);
@@ -140,7 +140,7 @@ export class Repository implements ResourceRepository {
       `WITH r AS (SELECT resource_type, id, content, version_id, deleted, last_updated, owner_org FROM resource r WHERE resource_type = $1 AND id = $2 AND ${vis.sql}),
       a AS (INSERT INTO audit_queue (owner_org, content)
         SELECT $3, ($4::jsonb || CASE WHEN pt.p IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('patients', jsonb_build_array(pt.p)) END)::text
-        FROM r CROSS JOIN LATERAL (SELECT r.content::jsonb AS c OFFSET 0) j CROSS JOIN LATERAL (SELECT ${PATIENT_OF_SQL} AS p) pt WHERE NOT r.deleted)
+        FROM r CROSS JOIN LATERAL (SELECT ${PATIENT_OF_SQL} AS p) pt WHERE NOT r.deleted)
       SELECT content, version_id, deleted, last_updated, owner_org FROM r`,
       [type, id, audit.ownerOrg, JSON.stringify(audit.record), ...vis.params],
       { prepare: true, commit: audit.commit },
