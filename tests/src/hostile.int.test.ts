@@ -246,6 +246,10 @@ describe('rate limit', () => {
     expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
     // Another client has its own bucket.
     expect((await request(limited.api.app).get('/fhir/Patient').set('Authorization', d.auth)).status).toBe(200);
+    // The refusals are in the client's audit trail.
+    await limited.api.drainAudit();
+    const audited = await limited.db.db.query<{ content: string }>(`select content from resource where resource_type = 'AuditEvent' and owner_org = 'Organization/org-a'`);
+    expect(audited.rows.some((r) => /HTTP 429/.test(r.content))).toBe(true);
     // And the limited one recovers.
     await new Promise((r) => setTimeout(r, 1100 * Number(retryAfter)));
     expect((await request(limited.api.app).get('/fhir/Patient').set('Authorization', c.auth)).status).toBe(200);

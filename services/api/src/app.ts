@@ -178,7 +178,8 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   app.use(async (err: unknown, req: Request, _res: Response, next: NextFunction) => {
     if (isOperationOutcomeError(err)) {
       const status = statusForOutcome(err);
-      if (status === 401 || status === 403) {
+      // Refusals: unauthenticated, forbidden, throttled.
+      if (status === 401 || status === 403 || status === 429) {
         const segment = req.path.split('/')[2];
         await auditRefusal(auditQueue, (req as Request & { tic?: RequestContext }).tic, status, segment && /^[A-Z]/.test(segment) ? segment : undefined).catch((e: unknown) =>
           logger.error({ err: safeError(e) }, 'audit of a refused request failed'),
