@@ -86,7 +86,8 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
     const values = ['2024-06-10', '2024-06', '2024', '2024-06-11T08:30:00Z', '2023-12-31', '2029'];
     const queries: Q[] = [];
     for (const a of values) {
-      for (const p of ['eq', 'ap']) queries.push({ date: `${p}${a}` });
+      for (const p of ['eq', 'ap', 'ge', 'gt', 'sa', 'lt', 'le', 'eb', 'ne']) queries.push({ date: `${p}${a}` });
+      queries.push({ date: [`ge${a}`, 'ne2024-06-11'] }, { date: `lt${a},gt2029` });
       queries.push({ date: `eq${a},eq2010` });
       for (const b of values) {
         for (const lower of ['ge', 'gt', 'sa', 'eq', 'ap']) for (const upper of ['lt', 'le', 'eb']) queries.push({ date: [`${lower}${a}`, `${upper}${b}`] });
@@ -131,6 +132,11 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
     expect(filtered.ids).toEqual([obs.decade.id]);
     expect(filtered.statements).toHaveLength(2);
     expect(filtered.statements[1]).not.toContain('unnest(');
+    // Open on one side: gathered from one index range, not walked (unless past the cap).
+    const open = await run({ date: 'ge2024-06-10' });
+    expect(open.statements).toHaveLength(1);
+    expect(open.statements[0]).toContain('dc AS MATERIALIZED');
+    expect(open.ids).toEqual(await reference('Observation', { date: 'ge2024-06-10' }));
     // A window touching more buckets than MAX_BUCKET_ARMS is gathered.
     const wide = await run({ date: ['ge2024-01-01', 'lt2024-12-31'] });
     expect(wide.statements[0]).not.toContain('unnest(');
@@ -173,7 +179,10 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
   });
 
   it('pages through the window in both directions, by bucket, gathered or walked, with accurate totals', async () => {
-    const q = { date: ['ge2024-01-01', 'lt2024-12-31'] };
+    for (const q of [{ date: ['ge2024-01-01', 'lt2024-12-31'] }, { date: 'ge2024-01-01' }, { date: 'lt2024-06-11' }]) await pageThrough(q);
+  });
+
+  async function pageThrough(q: Q) {
     const all = matchIds(await page('Observation', { ...q, _count: '200' }));
     expect([...all].sort()).toEqual(await reference('Observation', q));
     expect(all.length).toBeGreaterThan(8);
@@ -195,7 +204,7 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
         expect(matchIds(back)).toEqual(matchIds(pages[pages.length - 2]));
       }
     }
-  });
+  }
 });
 
 describe('migration 7 on existing data', () => {

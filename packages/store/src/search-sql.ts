@@ -435,6 +435,8 @@ export interface DateWindow {
    * row is in the window whenever its resource can match) and every filter is probed.
    */
   exact: boolean;
+  /** Open on one side (lo '-infinity' or hi 'infinity'): gathered from one range of the low or high index, never by bucket. */
+  oneSided: boolean;
 }
 
 /** The [lo, hi) that a value matched by this prefix and search range [pl, ph) overlaps (ranges are never empty). */
@@ -460,9 +462,10 @@ function valueWindow(prefix: Prefix, pl: number, ph: number): [number, number] {
 
 /**
  * The window of filters[driver]'s date parameter over all filters on it (AND: the intersection of
- * each filter's window; OR values: their union), or undefined when it is open on either side.
+ * each filter's window; OR values: their union), or undefined when it is open on either side
+ * (with `open`: on both sides; a window open on one side has that bound ±infinity, `oneSided`).
  */
-export function dateWindow(filters: Filter[], driver: number, now?: number): DateWindow | undefined {
+export function dateWindow(filters: Filter[], driver: number, now?: number, open = false): DateWindow | undefined {
   const f = filters[driver];
   if (f?.kind !== 'param' || f.sp.type !== 'date' || f.modifier) return undefined;
   let lo = -Infinity;
@@ -483,15 +486,21 @@ export function dateWindow(filters: Filter[], driver: number, now?: number): Dat
     lo = Math.max(lo, glo);
     hi = Math.min(hi, ghi);
   });
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return undefined;
+  const oneSided = Number.isFinite(lo) !== Number.isFinite(hi);
+  if (!(Number.isFinite(lo) && Number.isFinite(hi)) && !(open && oneSided)) return undefined;
   const exact = members.length === 1 && !f.values.some((v) => splitPrefix(v)[0] === 'ap');
-  return { code: f.code, lo: new Date(lo).toISOString(), hi: new Date(hi).toISOString(), filters: members, exact };
+  const iso = (t: number) => (t === -Infinity ? '-infinity' : t === Infinity ? 'infinity' : new Date(t).toISOString());
+  return { code: f.code, lo: iso(lo), hi: iso(hi), filters: members, exact, oneSided };
 }
 
 /** The window's conditions over sp_date alias x, with the filter's own when the window is exact. */
 function windowConditions(c: SqlContext, win: DateWindow, f: Extract<Filter, { kind: 'param' }>): string[] {
   const { sql } = c;
-  const conds = [`x.high > ${sql.p(win.lo)}::timestamptz`, `x.low < ${sql.p(win.hi)}::timestamptz`];
+  // An open side bounds nothing: left out, so the text says which index range the window is.
+  const conds = [
+    ...(win.lo === '-infinity' ? [] : [`x.high > ${sql.p(win.lo)}::timestamptz`]),
+    ...(win.hi === 'infinity' ? [] : [`x.low < ${sql.p(win.hi)}::timestamptz`]),
+  ];
   if (win.exact) {
     const alts = indexParts(c, f)!.map((p) => p.cond);
     conds.push(or(alts.map((a) => (alts.length > 1 ? `(${a})` : a))));
@@ -544,6 +553,11 @@ function windowClasses(win: DateWindow): Array<{ span: number; floor: string; fi
 export function dateCandidatesSql(c: SqlContext, type: string, f: Filter, win: DateWindow, extra: (x: string) => string[]): string {
   if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
   const { sql } = c;
+  if (win.oneSided) {
+    // high > lo (sp_date_high_idx) or low < hi (sp_date_low_idx): one range scan.
+    const conds = [`x.resource_type = ${sql.p(type)}`, `x.code = ${sql.p(win.code)}`, ...windowConditions(c, win, f), ...extra('x')];
+    return `SELECT x.last_updated, x.id FROM sp_date x WHERE ${conds.join(' AND ')}`;
+  }
   const classes = windowClasses(win).map(
     (k) =>
       `(${k.span}, ${k.first === undefined ? "'-Infinity'" : sql.p(String(k.first))}::numeric, ${sql.p(String(k.last))}::numeric, ` +
@@ -579,6 +593,7 @@ export const MAX_BUCKET_ARMS = 64;
  */
 export function dateFirstRowsSql(c: SqlContext, type: string, f: Filter, win: DateWindow, extra: (x: string) => string[], desc: boolean, limit: number): string | undefined {
   if (f.kind !== 'param') throw new Error('Only parameter filters drive a search');
+  if (win.oneSided) return undefined;
   const classes = windowClasses(win);
   const arms: Array<{ span: number; bucket: number; floor: string }> = [];
   const ranges: Array<{ span: number; last: number }> = [];

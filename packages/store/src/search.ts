@@ -102,7 +102,9 @@ export async function searchResources(
   if (q.elements) result.elements = q.elements;
 
   const countDriver = pickDriver(q.filters);
-  const countWin = countDriver >= 0 ? dateWindow(q.filters, countDriver, base.now) : undefined;
+  // Open on one side too (date=geD): gathered from one range of sp_date_high_idx (low for lt)
+  // when it holds at most the cap, otherwise walked in last_updated order.
+  const countWin = countDriver >= 0 ? dateWindow(q.filters, countDriver, base.now, true) : undefined;
   const countFrom: CountFrom = (sql) => {
     if (countDriver < 0) return `resource r WHERE ${where(sql)}`;
     const c: SqlContext = { ...base, sql };
@@ -135,7 +137,8 @@ export async function searchResources(
   const driver = plan.signature === '_lastUpdated' || plan.signature === '-_lastUpdated' ? countDriver : -1;
   // A date parameter bounded on both sides: its rows in the window are gathered by span class and
   // sorted (few, wherever the window lies), unless there are more than CANDIDATE_CAP of them; then
-  // the walk in last_updated order finds a page sooner. Unless the window is exact (one filter, no
+  // the walk in last_updated order finds a page sooner. Bounded on one side: the same with one
+  // index range (PostgreSQL sorted every row above D for a page: 17 ms at 100k). Unless the window is exact (one filter, no
   // ap) its rows are candidates and every filter is still probed.
   const win = driver >= 0 ? countWin : undefined;
   const skip = win && !win.exact ? -1 : driver;
@@ -212,7 +215,7 @@ export async function searchResources(
   // pages choose between walking in order and hashing, one-sided ranges and wide windows between
   // walking in order and sorting what the range holds (a generic plan sorted a whole year, 18 ms,
   // instead of walking 21 rows).
-  const prepare = driver >= 0 && (win !== undefined || fixedPlanDriver(q.filters[driver]));
+  const prepare = driver >= 0 && (win ? !win.oneSided : fixedPlanDriver(q.filters[driver]));
   // A date window's first page (no offset) from its first rows by bucket, unless it touches too
   // many buckets or those rows do not make the page; then from its gathered rows, unless there
   // are too many; then by the walk.
