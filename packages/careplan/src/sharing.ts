@@ -10,6 +10,7 @@ import { consentOutcome, decideConsents } from '@tic/fhir';
 import { isSystemContext, Repository } from '@tic/store';
 import { shareReason } from './constants.ts';
 import { refKey, refType } from './recognise.ts';
+import { inTurn } from './in-turn.ts';
 
 const inPeriod = (period: { start?: string; end?: string } | undefined, now: Date): boolean =>
   !period || ((!period.start || new Date(period.start) <= now) && (!period.end || new Date(period.end) >= now));
@@ -83,9 +84,9 @@ async function readRef<T extends Resource>(repo: ResourceRepository, reference: 
 export async function sharePlan(repo: ResourceRepository, plan: CarePlan, now = new Date()): Promise<string[]> {
   if (!repo.share || !repo.unshare) throw new Error('The repository cannot share resources (ResourceRepository.share/unshare)');
   const reason = shareReason(plan.id!);
-  const teams = (await Promise.all((plan.careTeam ?? []).map((r) => readRef<CareTeam>(repo, r.reference)))).filter((t): t is CareTeam => !!t);
+  const teams = (await inTurn((plan.careTeam ?? []), (r) => readRef<CareTeam>(repo, r.reference))).filter((t): t is CareTeam => !!t);
   const roleRefs = teams.flatMap((t) => (t.participant ?? []).map((p) => p.member?.reference).filter((r): r is string => refType(r) === 'PractitionerRole'));
-  const roles = (await Promise.all(roleRefs.map((r) => readRef<PractitionerRole>(repo, r)))).filter((r): r is PractitionerRole => !!r);
+  const roles = (await inTurn(roleRefs, (r) => readRef<PractitionerRole>(repo, r))).filter((r): r is PractitionerRole => !!r);
   const patient = refKey(plan.subject?.reference);
   // The person's Consents decide as the server reads them (one the writer cannot see still limits
   // the sharing); those the writer can read are shared along.
@@ -93,10 +94,10 @@ export async function sharePlan(repo: ResourceRepository, plan: CarePlan, now = 
   const readable = patient && repo instanceof Repository && !isSystemContext(repo.ctx) ? await repo.search<Consent>('Consent', { patient, _count: '200' }) : consents;
   const team = plan.status === 'entered-in-error' ? [] : teamOrganisations(teams, roles, now);
   const orgs = withinConsent(team, consents, now, consentSubject(plan));
-  const goals = (await Promise.all((plan.goal ?? []).map((r) => readRef<Goal>(repo, r.reference)))).filter((g): g is Goal => !!g);
-  const measures = (await Promise.all(goals.flatMap((g) => (g.outcomeReference ?? []).map((r) => readRef<Resource>(repo, r.reference))))).filter((m): m is Resource => !!m);
+  const goals = (await inTurn((plan.goal ?? []), (r) => readRef<Goal>(repo, r.reference))).filter((g): g is Goal => !!g);
+  const measures = (await inTurn(goals.flatMap((g) => g.outcomeReference ?? []), (r) => readRef<Resource>(repo, r.reference))).filter((m): m is Resource => !!m);
   const person = patient ? await readRef<Resource>(repo, patient) : undefined;
-  const provenances = (await Promise.all([plan, ...goals, ...teams].map((r) => repo.search<Provenance>('Provenance', { target: `${r.resourceType}/${r.id}`, _count: '1000' })))).flat();
+  const provenances = (await inTurn([plan, ...goals, ...teams], (r) => repo.search<Provenance>('Provenance', { target: `${r.resourceType}/${r.id}`, _count: '1000' }))).flat();
   const shared: Resource[] = [plan, ...goals, ...teams, ...measures, ...(person ? [person] : []), ...readable, ...provenances];
 
   await repo.unshare(reason);

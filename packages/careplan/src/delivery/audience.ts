@@ -5,6 +5,7 @@ import type { CarePlan, CareTeam, Consent, Goal, PractitionerRole, Resource } fr
 import type { ConsentSubject, ResourceRepository } from '@tic/fhir';
 import { refKey, refType } from '../recognise.ts';
 import { consentSubject, teamOrganisations, withinConsent } from '../sharing.ts';
+import { inTurn } from '../in-turn.ts';
 
 export interface PlanAudience {
   /** Organisations represented in the plan's active care teams. */
@@ -22,16 +23,16 @@ async function readRef<T extends Resource>(repo: ResourceRepository, reference: 
 
 /** `system` must read as the server (every Consent of the person counts). */
 export async function planAudience(system: ResourceRepository, plan: CarePlan, now: Date): Promise<PlanAudience> {
-  const teams = (await Promise.all((plan.careTeam ?? []).map((r) => readRef<CareTeam>(system, r.reference)))).filter((t): t is CareTeam => !!t);
+  const teams = (await inTurn((plan.careTeam ?? []), (r) => readRef<CareTeam>(system, r.reference))).filter((t): t is CareTeam => !!t);
   const roleRefs = teams.flatMap((t) => (t.participant ?? []).map((p) => p.member?.reference).filter((r): r is string => refType(r) === 'PractitionerRole'));
-  const roles = (await Promise.all(roleRefs.map((r) => readRef<PractitionerRole>(system, r)))).filter((r): r is PractitionerRole => !!r);
+  const roles = (await inTurn(roleRefs, (r) => readRef<PractitionerRole>(system, r))).filter((r): r is PractitionerRole => !!r);
   const patient = refKey(plan.subject?.reference);
   const consents = patient ? await system.search<Consent>('Consent', { patient, _count: '200' }) : [];
   const team = teamOrganisations(teams, roles, now);
   // The summary carries the plan, goals, care teams, measures and the person: a recipient must be
   // permitted every one of them (a Consent withholding some kind or resource from it stops the sending).
-  const goals = (await Promise.all((plan.goal ?? []).map((r) => readRef<Goal>(system, r.reference)))).filter((g): g is Goal => !!g);
-  const measures = (await Promise.all(goals.flatMap((g) => (g.outcomeReference ?? []).map((r) => readRef<Resource>(system, r.reference))))).filter((m): m is Resource => !!m);
+  const goals = (await inTurn((plan.goal ?? []), (r) => readRef<Goal>(system, r.reference))).filter((g): g is Goal => !!g);
+  const measures = (await inTurn(goals.flatMap((g) => g.outcomeReference ?? []), (r) => readRef<Resource>(system, r.reference))).filter((m): m is Resource => !!m);
   const carried: ConsentSubject[] = [plan, ...goals, ...teams, ...measures].map(consentSubject);
   if (patient) carried.push({ resourceType: 'Patient', id: patient.split('/')[1] });
   const allowed = plan.status === 'entered-in-error' ? [] : team.filter((org) => carried.every((r) => withinConsent([org], consents, now, r).length === 1));

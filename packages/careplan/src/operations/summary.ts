@@ -10,6 +10,7 @@ import { badRequest, unprocessable } from '@tic/fhir';
 import { SYSTEM } from '../constants.ts';
 import { readCrisisPreferences, readStage, readStrengths, readWhatHelps } from '../extensions.ts';
 import { isRecoveryPlan, refKey } from '../recognise.ts';
+import { inTurn } from '../in-turn.ts';
 
 /** How many of the most recent results per measure code the summary carries. */
 export const MEASURES_PER_CODE = 3;
@@ -55,9 +56,9 @@ export function recentMeasures(observations: Observation[], n = MEASURES_PER_COD
 }
 
 export async function buildSummary(repo: ResourceRepository, plan: CarePlan, baseUrl: string, author: Reference | undefined, now: string): Promise<Bundle> {
-  const goals = (await Promise.all((plan.goal ?? []).map((r) => readRef<Goal>(repo, r.reference)))).filter((g): g is Goal => !!g);
-  const teams = (await Promise.all((plan.careTeam ?? []).map((r) => readRef<CareTeam>(repo, r.reference)))).filter((t): t is CareTeam => !!t);
-  const observations = (await Promise.all(goals.flatMap((g) => (g.outcomeReference ?? []).map((r) => readRef<Observation>(repo, r.reference))))).filter(
+  const goals = (await inTurn((plan.goal ?? []), (r) => readRef<Goal>(repo, r.reference))).filter((g): g is Goal => !!g);
+  const teams = (await inTurn((plan.careTeam ?? []), (r) => readRef<CareTeam>(repo, r.reference))).filter((t): t is CareTeam => !!t);
+  const observations = (await inTurn(goals.flatMap((g) => g.outcomeReference ?? []), (r) => readRef<Observation>(repo, r.reference))).filter(
     (o): o is Observation => o?.resourceType === 'Observation',
   );
   const measures = recentMeasures([...new Map(observations.map((o) => [o.id, o])).values()]);
