@@ -125,6 +125,67 @@ describe('transaction', () => {
     expect(await countData(t)).toEqual(before);
   });
 
+  const tenEntries = (value: string): BundleEntry[] => {
+    const patient = `urn:uuid:${crypto.randomUUID()}`;
+    return [
+      { fullUrl: patient, resource: { resourceType: 'Patient', identifier: [{ system: MRN, value }] }, request: { method: 'POST', url: 'Patient' } },
+      ...Array.from({ length: 9 }, (_, n): BundleEntry => ({ fullUrl: `urn:uuid:${crypto.randomUUID()}`, resource: obs(patient, { valueQuantity: { value: 60 + n } }), request: { method: 'POST', url: 'Observation' } })),
+    ];
+  };
+
+  // lastModified comes from the Last-Modified header (whole seconds).
+  it('writes plain creates together: urn:uuid references resolved, Location/ETag/lastModified per entry, an AuditEvent for each', async () => {
+    const value = unique('ten-');
+    const res = await a.post('', tx(tenEntries(value)));
+    expect(res.status).toBe(200);
+    const entries = (res.body as Bundle).entry!;
+    const patientId = /Patient\/([^/]+)/.exec(entries[0].response!.location!)![1];
+    entries.forEach((e, n) => {
+      expect(e.response).toEqual({ status: '201 Created', location: expect.stringMatching(new RegExp(`/${e.resource!.resourceType}/${e.resource!.id}/_history/1$`)), etag: 'W/"1"', lastModified: new Date(Math.floor(Date.parse(e.resource!.meta!.lastUpdated!) / 1000) * 1000).toISOString() });
+      if (n > 0) expect((e.resource as Observation).subject?.reference).toBe(`Patient/${patientId}`);
+    });
+    expect(await searchCount(`Observation?subject=Patient/${patientId}&_count=20`)).toBe(9);
+    expect(await searchCount(`Observation?subject:Patient.identifier=${MRN}|${value}&_count=20`)).toBe(9);
+    await t.api.drainAudit();
+    const audited = (await t.db.db.query<{ content: string }>("select content from resource where resource_type = 'AuditEvent'")).rows.map((r) => r.content).join('\n');
+    for (const e of entries) expect(audited).toContain(`"${e.resource!.resourceType}/${e.resource!.id}/_history/1"`);
+  });
+
+  it('an invalid resource in entry 7 writes none of the ten and answers with entry 7 located', async () => {
+    const value = unique('bad7-');
+    const entries = tenEntries(value);
+    (entries[7].resource as Observation).status = 'bogus' as never;
+    const before = await countData(t);
+    const oo = expectOutcome(await a.post('', tx(entries)), 400);
+    expect(oo.issue[0].diagnostics).toContain('Bundle.entry[7]');
+    expect(oo.issue.flatMap((i) => i.expression ?? [])).toContain('Bundle.entry[7].resource.status');
+    expect(await countData(t)).toEqual(before);
+    expect(await searchCount(`Patient?identifier=${MRN}|${value}`)).toBe(0);
+  });
+
+  it('keeps hooked creates, conditional creates and updates in order around the plain creates', async () => {
+    const value = unique('mix-');
+    const p = await a.create<Patient>({ resourceType: 'Patient', gender: 'male' });
+    const patient = `urn:uuid:${crypto.randomUUID()}`;
+    const sr = `urn:uuid:${crypto.randomUUID()}`;
+    const res = await a.post('', tx([
+      { request: { method: 'GET', url: `Patient/${p.id}` } },
+      { resource: { resourceType: 'Task', status: 'requested', intent: 'order', for: { reference: patient }, focus: { reference: sr } } as never, request: { method: 'POST', url: 'Task' } },
+      { fullUrl: sr, resource: { resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: patient } } as never, request: { method: 'POST', url: 'ServiceRequest' } },
+      { resource: { resourceType: 'Patient', id: p.id, gender: 'female' }, request: { method: 'PUT', url: `Patient/${p.id}` } },
+      { fullUrl: patient, resource: { resourceType: 'Patient', identifier: [{ system: MRN, value }] }, request: { method: 'POST', url: 'Patient' } },
+      { resource: obs(patient), request: { method: 'POST', url: 'Observation', ifNoneExist: `identifier=${MRN}|${value}` } },
+      { resource: obs(patient), request: { method: 'POST', url: 'Observation' } },
+    ]));
+    expect(res.status).toBe(200);
+    const e = (res.body as Bundle).entry!;
+    expect(e.map((x) => x.response?.status.split(' ')[0])).toEqual(['200', '201', '201', '200', '201', '201', '201']);
+    expect(e[0].resource).toMatchObject({ gender: 'female', meta: { versionId: '2' } });
+    const patientRef = `Patient/${e[4].resource!.id}`;
+    expect(e[1].resource).toMatchObject({ for: { reference: patientRef }, focus: { reference: `ServiceRequest/${e[2].resource!.id}` } });
+    for (const n of [2, 5, 6]) expect(JSON.stringify(e[n].resource)).toContain(`"reference":"${patientRef}"`);
+  });
+
   it('rejects duplicate fullUrls and nested Bundles', async () => {
     const u = 'urn:uuid:0b8a3c4e-5555-4a2b-9c3d-000000000001';
     expectOutcome(await a.post('', tx([

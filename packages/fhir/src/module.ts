@@ -78,6 +78,14 @@ export interface CreateManyOptions {
    * resource as passed (the id the store assigns is always valid).
    */
   shape?: (resource: Resource) => string | undefined;
+  /**
+   * Keep each resource's id, which the caller assigned (new and unused, e.g. a random UUID: a
+   * transaction Bundle assigns ids before writing so references between its entries can be
+   * resolved), instead of assigning one. An id in use fails the whole call (409).
+   */
+  keepIds?: boolean;
+  /** The error to throw for resource number `index` when it is refused (invalid, id in use), e.g. naming the caller's entry. */
+  errorAt?: (index: number, error: unknown) => unknown;
 }
 
 export type WriteInteraction = 'create' | 'update' | 'patch' | 'delete';

@@ -185,35 +185,74 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
         refMap.set(ref, `${type}/${matches[0].id}`);
       });
       for (const req of requests) if (req.body !== undefined) req.body = rewriteReferences(req.body, refMap);
-      // 3. Run in the spec's processing order; results go back in the Bundle's order.
+      // 3. Run in the spec's processing order; results go back in the Bundle's order. Plain creates
+      //    (not conditional, of types without write hooks) are written together in one statement
+      //    when the first POST's turn comes, each validated and audited as a single create.
       const indices = requests.map((_, i) => i).sort((a, b) => order[requests[a].method] - order[requests[b].method] || a - b);
       const results: BundleEntry[] = new Array(requests.length);
+      const isCreate = (req: FhirRequest) => req.method === 'POST' && !req.path.includes('/') && req.path !== '' && !req.path.startsWith('$');
+      const plain = creates.filter((i) => isCreate(requests[i]) && !requests[i].ifNoneExist && !tx.hasWriteHooks(requests[i].path));
+      const inBatch = new Set(plain);
+      let batchWritten = false;
       for (const i of indices) {
         const req = requests[i];
         if (req.path === '' && req.method === 'POST') throw entryError(i, badRequest('Nested Bundles are not allowed in a transaction'));
+        if (inBatch.has(i)) {
+          if (!batchWritten) {
+            batchWritten = true;
+            await createTogether(tx, requests, plain, results);
+          }
+          continue;
+        }
         try {
           if (req.method === 'POST' && existing.has(i)) {
             const found = existing.get(i)!;
             results[i] = { response: { status: '200 OK', location: `${found.resourceType}/${found.id}/_history/${found.meta?.versionId}`, etag: `W/"${found.meta?.versionId}"` } };
             continue;
           }
-          if (req.method === 'POST' && !req.path.includes('/') && req.path !== '' && !req.path.startsWith('$')) {
+          if (isCreate(req)) {
             // Create with the id assigned in step 1.
-            const resource = req.body as Resource;
-            if (!isKnownResourceType(req.path)) throw notFound(`Unknown resource type "${req.path}"`);
-            if (resource?.resourceType !== req.path) throw badRequest(`Resource type ${resource?.resourceType} does not match ${req.path}`);
-            handlerOptions.authorize?.(tx.ctx, req.path, 'create');
-            const created = await tx.create(resource, { id: resource.id });
-            results[i] = responseEntry({ status: 201, headers: { Location: `${opts.baseUrl}/${created.resourceType}/${created.id}/_history/${created.meta?.versionId}`, ETag: `W/"${created.meta?.versionId}"`, 'Last-Modified': new Date(created.meta!.lastUpdated!).toUTCString() }, body: created });
+            const created = await tx.create(checkedCreate(tx, req), { id: (req.body as Resource).id });
+            results[i] = createdEntry(created);
             continue;
           }
           results[i] = responseEntry(await handleFhirRequest(req, tx, handlerOptions));
         } catch (e) {
-          throw entryError(i, e);
+          throw entryError(i, e, req.body);
         }
       }
       return { resourceType: 'Bundle', type: 'transaction-response', entry: results };
     });
+  }
+
+  /** The resource of a create entry, once its type and the client's right to create it are checked. */
+  function checkedCreate(tx: Repository, req: FhirRequest): Resource {
+    const resource = req.body as Resource | undefined;
+    if (!isKnownResourceType(req.path)) throw notFound(`Unknown resource type "${req.path}"`);
+    if (resource?.resourceType !== req.path) throw badRequest(`Resource type ${resource?.resourceType} does not match ${req.path}`);
+    handlerOptions.authorize?.(tx.ctx, req.path, 'create');
+    return resource;
+  }
+
+  function createdEntry(created: Resource): BundleEntry {
+    return responseEntry({ status: 201, headers: { Location: `${opts.baseUrl}/${created.resourceType}/${created.id}/_history/${created.meta?.versionId}`, ETag: `W/"${created.meta?.versionId}"`, 'Last-Modified': new Date(created.meta!.lastUpdated!).toUTCString() }, body: created });
+  }
+
+  /**
+   * The plain creates `at` (entry indices, in Bundle order) checked in that order and written in
+   * one statement with their audit rows, each validated in full and keeping the id step 1 gave it;
+   * a refused entry fails the Bundle with its index.
+   */
+  async function createTogether(tx: Repository, requests: FhirRequest[], at: number[], results: BundleEntry[]): Promise<void> {
+    const resources = at.map((i) => {
+      try {
+        return checkedCreate(tx, requests[i]);
+      } catch (e) {
+        throw entryError(i, e, requests[i].body);
+      }
+    });
+    const created = await tx.createMany(resources, { keepIds: true, errorAt: (k, e) => entryError(at[k], e, resources[k]) });
+    created.forEach((r, k) => (results[at[k]] = createdEntry(r)));
   }
 
   return { processor, handlerOptions };
@@ -240,13 +279,20 @@ async function findMatches(tx: Repository, queries: Array<{ type: string; query:
   }
 }
 
-/** Prefixes the failing entry's index to its issues so the client knows which entry failed. */
-function entryError(index: number, err: unknown): unknown {
+/**
+ * The failing entry's error, located: its issues' diagnostics prefixed with the entry, and their
+ * expressions given within the Bundle (`Patient.gender` of entry 7's Patient becomes
+ * `Bundle.entry[7].resource.gender`; issues without an expression rooted in the entry's resource
+ * get `Bundle.entry[7]` first).
+ */
+function entryError(index: number, err: unknown, body?: unknown): unknown {
   if (!(err instanceof OperationOutcomeError)) return err;
-  const issues = (err.outcome.issue ?? []).map((iss) => ({
-    ...iss,
-    diagnostics: `Bundle.entry[${index}]: ${iss.diagnostics ?? iss.code}`,
-  }));
-  const e = issuesError(issues, statusForOutcome(err));
-  return e;
+  const at = `Bundle.entry[${index}]`;
+  const type = isObject(body) && typeof body.resourceType === 'string' ? body.resourceType : undefined;
+  const issues = (err.outcome.issue ?? []).map((iss) => {
+    const located = (iss.expression ?? []).map((e) => (type && (e === type || e.startsWith(`${type}.`)) ? `${at}.resource${e.slice(type.length)}` : e));
+    const expression = located.length > 0 && located.every((e) => e.startsWith(`${at}.`) || e === at) ? located : [at, ...located];
+    return { ...iss, diagnostics: `${at}: ${iss.diagnostics ?? iss.code}`, expression };
+  });
+  return issuesError(issues, statusForOutcome(err));
 }

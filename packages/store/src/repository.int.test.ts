@@ -173,6 +173,44 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     expect(validated).toEqual(['male', 'male', 'male']);
   });
 
+  it('createMany keepIds stores the caller\'s ids with their audit rows, refuses a bad or used id and names the resource of a validation failure', async () => {
+    const audited: string[] = [];
+    const validate = (r: Resource) => {
+      if ((r as { gender?: string }).gender === 'bad') throw new OperationOutcomeError({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'value', diagnostics: 'bad' }] }, 400);
+    };
+    const audit = (_ctx: RequestContext, interaction: string, r: Resource) => {
+      audited.push(`${interaction} ${r.resourceType}/${r.id}/${r.meta?.versionId}`);
+      return [{ ownerOrg: 'Organization/a', content: JSON.stringify({ what: `${r.resourceType}/${r.id}` }) }];
+    };
+    const r = new Repository(t.db, orgA, { modules: [], validate, audit });
+    const ids = [crypto.randomUUID(), crypto.randomUUID()];
+    const [p, o] = await r.createMany<Resource>([
+      { resourceType: 'Patient', id: ids[0] },
+      { resourceType: 'Observation', id: ids[1], status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${ids[0]}` } },
+    ], { keepIds: true });
+    expect([p.id, o.id, p.meta?.versionId]).toEqual([...ids, '1']);
+    expect((await r.read<Observation>('Observation', ids[1])).subject?.reference).toBe(`Patient/${ids[0]}`);
+    expect(audited).toEqual([`create Patient/${ids[0]}/1`, `create Observation/${ids[1]}/1`]);
+    const queued = await t.db.query<{ content: string }>('SELECT content FROM audit_queue WHERE content LIKE $1', [`%${ids[0]}%`]);
+    expect(queued.rows).toHaveLength(1);
+    const count = async () => Number((await t.db.query<{ n: string }>('SELECT count(*)::text AS n FROM resource')).rows[0].n);
+    const before = await count();
+    // A used id: nothing of the call is written.
+    const fresh = crypto.randomUUID();
+    expect(await status(r.transaction((tx) => tx.createMany([{ resourceType: 'Patient', id: fresh }, { resourceType: 'Patient', id: ids[0] }] as Patient[], { keepIds: true })))).toBe(409);
+    expect(await status(r.createMany([{ resourceType: 'Patient', id: 'not an id' }] as Patient[], { keepIds: true }))).toBe(400);
+    expect(await status(r.createMany([{ resourceType: 'Patient' }] as Patient[], { keepIds: true }))).toBe(400);
+    // errorAt gets the failing resource's number.
+    const at: number[] = [];
+    const failed = r.createMany([{ resourceType: 'Patient', id: crypto.randomUUID() }, { resourceType: 'Patient', id: crypto.randomUUID(), gender: 'bad' }] as unknown as Patient[], {
+      keepIds: true,
+      errorAt: (i, e) => (at.push(i), e),
+    });
+    expect(await status(failed)).toBe(400);
+    expect(at).toEqual([1]);
+    expect(await count()).toBe(before);
+  });
+
   it('indexes a string with a lone surrogate (as U+FFFD, what UTF-8 makes of it) and keeps it in the content', async () => {
     const family = `Sur\ud800rogate-${kind}`;
     const created = await repo().createMany<Patient>([{ resourceType: 'Patient', name: [{ family }] }, { resourceType: 'Patient', name: [{ family: 'Plain' }] }]);

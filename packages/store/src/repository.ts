@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Resource } from '@medplum/fhirtypes';
 import type { CreateManyOptions, DomainModule, IdentifierLookup, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
-import { badRequest, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
+import { badRequest, conflict, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
 import type { Db } from './db.ts';
 import { indexResource } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
@@ -55,6 +55,8 @@ export interface HistoryEntry {
 }
 
 const MAX_WRITE_RETRIES = 5;
+/** A FHIR id (R4 id datatype). */
+const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 
 /** Shapes (CreateManyOptions.shape) that passed validation, per validator. */
 const validatedShapes = new WeakMap<(resource: Resource) => void, Set<string>>();
@@ -174,6 +176,11 @@ export class Repository implements ResourceRepository {
     return this.hooksFor(type).length > 0;
   }
 
+  /** Whether domain-module write hooks apply to the type (createMany writes those one by one). */
+  hasWriteHooks(type: string): boolean {
+    return this.needsTransaction(type);
+  }
+
   /** Creates a resource with a server-assigned id (or `id` when given, for create-on-update). */
   async create<T extends Resource>(resource: T, options: { id?: string } = {}): Promise<T> {
     const id = options.id ?? randomUUID();
@@ -186,10 +193,22 @@ export class Repository implements ResourceRepository {
 
   async createMany<T extends Resource>(resources: T[], options: CreateManyOptions = {}): Promise<T[]> {
     if (resources.length === 0) return [];
+    const errorAt = (i: number, e: unknown): unknown => (options.errorAt ? options.errorAt(i, e) : e);
+    if (options.keepIds) {
+      resources.forEach((r, i) => {
+        if (typeof r.id !== 'string' || !ID_PATTERN.test(r.id)) throw errorAt(i, badRequest(`Invalid id ${JSON.stringify(r.id)}`, `${r.resourceType}.id`));
+      });
+    }
     if (resources.some((r) => this.needsTransaction(r.resourceType))) {
       return this.transaction(async (repo) => {
         const out: T[] = [];
-        for (const r of resources) out.push(await repo.create(r));
+        for (let i = 0; i < resources.length; i++) {
+          try {
+            out.push(await repo.create(resources[i], { id: options.keepIds ? resources[i].id : undefined }));
+          } catch (e) {
+            throw errorAt(i, e instanceof WriteConflict ? conflict(`${resources[i].resourceType}/${resources[i].id} exists already`) : e);
+          }
+        }
         return out;
       });
     }
@@ -197,16 +216,26 @@ export class Repository implements ResourceRepository {
     const stored: T[] = [];
     const rows: CompanionRow[] = [];
     const audit: AuditRow[] = [];
-    for (const r of resources) {
-      const resource = { ...r, id: randomUUID() } as T;
-      // The shape is the caller's resource's: the id the store assigns is always valid.
-      this.validateShape(resource, options.shape?.(r));
+    resources.forEach((r, i) => {
+      const resource = { ...r, id: options.keepIds ? r.id : randomUUID() } as T;
+      // The shape is the caller's resource's: an id the store assigns is always valid (a kept one
+      // was checked above).
+      try {
+        this.validateShape(resource, options.shape?.(r));
+      } catch (e) {
+        throw errorAt(i, e);
+      }
       const row = newResourceRow(this.ctx, resource, lastUpdated);
       stored.push(JSON.parse(row.row.content) as T);
       rows.push(row);
       audit.push(...this.auditRows('create', stored[stored.length - 1]));
+    });
+    try {
+      await insertNewResources(this.db, rows, audit);
+    } catch (e) {
+      if (options.keepIds && (e as { code?: unknown }).code === '23505') throw conflict('A resource with one of the given ids exists already');
+      throw e;
     }
-    await insertNewResources(this.db, rows, audit);
     return stored;
   }
 
