@@ -146,6 +146,11 @@ async function main(): Promise<void> {
           `one response sent alone stored ${screening.versions} resource versions, ${screening.audits} of them AuditEvents.`,
       );
     }
+    {
+      notes.push(
+        'Audit: every request writes a compact audit record (in its own statement); AuditEvent resources are built from the records in batches, one per client, interaction and outcome per batch (docs/decisions/0004-audit-record.md), so "versions stored/req" counts few AuditEvents (in brackets).',
+      );
+    }
 
     const results: ApiResult[] = [];
     measuringFrom = Date.now();
