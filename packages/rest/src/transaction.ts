@@ -207,7 +207,15 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
         try {
           if (req.method === 'POST' && existing.has(i)) {
             const found = existing.get(i)!;
-            results[i] = { response: { status: '200 OK', location: `${found.resourceType}/${found.id}/_history/${found.meta?.versionId}`, etag: `W/"${found.meta?.versionId}"` } };
+            // The match, answered like a create's entry: absolute Location, ETag and Last-Modified.
+            results[i] = {
+              response: {
+                status: '200 OK',
+                location: `${opts.baseUrl}/${found.resourceType}/${found.id}/_history/${found.meta?.versionId}`,
+                etag: `W/"${found.meta?.versionId}"`,
+                ...(found.meta?.lastUpdated ? { lastModified: found.meta.lastUpdated } : {}),
+              },
+            };
             continue;
           }
           if (isCreate(req)) {

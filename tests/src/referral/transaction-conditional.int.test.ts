@@ -62,6 +62,11 @@ describe('conditional creates in a transaction', () => {
     const entries = (first.body as Bundle).entry!;
     expect(entries.map((e) => e.response?.status)).toEqual(['200 OK', '201 Created', '201 Created']);
     expect(entries[0].response?.location).toContain(`Patient/${existing.id}/_history/`);
+    // A match answers like a create: absolute Location, ETag and lastModified.
+    expect(entries[0].response?.location).toMatch(/^https?:\/\//);
+    expect(entries[0].response?.location).toBe(entries[1].response?.location?.replace(/ServiceRequest\/.*$/, `Patient/${existing.id}/_history/1`));
+    expect(entries[0].response?.etag).toBe('W/"1"');
+    expect(entries[0].response?.lastModified).toBeTruthy();
     expect((entries[1].resource as { subject?: { reference?: string } }).subject?.reference).toBe(`Patient/${existing.id}`);
     // Again: everything is found, nothing new, the same ids.
     const again = await a.post('', delivery(key));
