@@ -1,4 +1,8 @@
 // Shared helpers for the end-to-end tests: one API per test file, FHIR requests over supertest.
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
 import request from 'supertest';
 import type { Response } from 'supertest';
 import type { Bundle, OperationOutcome, Resource } from '@medplum/fhirtypes';
@@ -96,4 +100,40 @@ export async function until<T>(fn: () => Promise<T | undefined> | T | undefined,
     if (Date.now() > deadline) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 150));
   }
+}
+
+/**
+ * Records the text of every SQL statement the pg driver sends while installed (each one a round
+ * trip): for tests that count what a request costs the database. PostgreSQL only.
+ */
+export function countStatements(): { statements: string[]; install: () => void; restore: () => void } {
+  const statements: string[] = [];
+  const original = pg.Client.prototype.query;
+  return {
+    statements,
+    install: () => {
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const config = args[0] as string | { text?: string };
+        statements.push(typeof config === 'string' ? config : (config?.text ?? ''));
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      } as typeof original;
+    },
+    restore: () => {
+      pg.Client.prototype.query = original;
+    },
+  };
+}
+
+/**
+ * Organisation A's client on server B (SMART Backend Services): a new ES384 key, B's clients file
+ * (in `dir`) registering `org-a-sender` for Organization/org-a with that public key, and the
+ * private JWK A signs its assertions with.
+ */
+export function senderClientOnReceiver(dir: string): { clientsFile: string; privateJwk: Record<string, unknown> } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  const kid = 'a-on-b';
+  const pub = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES384', use: 'sig' };
+  const clientsFile = join(dir, 'clients.json');
+  writeFileSync(clientsFile, JSON.stringify([{ clientId: 'org-a-sender', organization: 'Organization/org-a', scopes: ['system/*.cruds'], jwks: { keys: [pub] } }]));
+  return { clientsFile, privateJwk: { ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES384' } };
 }

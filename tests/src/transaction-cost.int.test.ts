@@ -1,31 +1,27 @@
 // What a transaction Bundle costs the database: the SQL statements (each one round trip) of the
 // benchmark's 10-entry Bundle (a Patient and 9 Observations referring to it by urn:uuid), counted
 // at the pg driver. PostgreSQL only (the count is of pg client queries).
-import pg from 'pg';
 import type { Bundle, BundleEntry, Observation } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from './helpers.ts';
-import { fhir, unique } from './helpers.ts';
+import { countStatements, fhir, unique } from './helpers.ts';
 
+// Skipped without DATABASE_URL: the count is of the pg driver's queries (PGlite has none); CI sets it.
 const run = process.env.DATABASE_URL ? describe : describe.skip;
 
 run('transaction Bundle: statements per Bundle', () => {
   let t: TestApi;
   let a: Fhir;
-  const statements: string[] = [];
-  const original = pg.Client.prototype.query;
+  const counter = countStatements();
+  const statements = counter.statements;
   beforeAll(async () => {
     t = await createTestApi({ kind: 'postgres' });
     a = fhir(t, await t.client('a'));
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      const config = args[0] as string | { text?: string };
-      statements.push(typeof config === 'string' ? config : (config?.text ?? ''));
-      return (original as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof original;
+    counter.install();
   }, 120_000);
   afterAll(async () => {
-    pg.Client.prototype.query = original;
+    counter.restore();
     await t?.close();
   });
 

@@ -46,6 +46,8 @@ class RecordingDb implements Db {
   }
 }
 
+// Skipped unless EXPLAIN_PLANS=1 (and DATABASE_URL): a measurement that loads 100k resources for
+// minutes, not a check; its findings are in docs/search-plans.md (see the header).
 (enabled ? describe : describe.skip)('search plans at 100k resources (PostgreSQL)', () => {
   let db: PgDb;
   let drop: () => Promise<void>;

@@ -5,8 +5,7 @@
 // address, token URL discovered from B's smart-configuration), the same path referral delivery
 // takes. org-c is in the care team but its (static) target is a closed port; org-d is not in the team.
 // Runs on PostgreSQL only (graphile-worker); on PGlite the operation answers 422.
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import type { AuditEvent, Bundle, CarePlan, CareTeam, Communication, Composition
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { expectOutcome, fhir, freePort, until } from '../helpers.ts';
+import { expectOutcome, fhir, freePort, senderClientOnReceiver, until } from '../helpers.ts';
 import { installJobSchema, startWorker } from '@tic/jobs';
 import type { Runner } from '@tic/jobs';
 import type { EndpointCredentials } from '@tic/referral';
@@ -88,12 +87,7 @@ pg('$send-summary between two servers', () => {
   beforeAll(async () => {
     portB = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'tic-summary-'));
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    const kid = 'a-on-b';
-    const pub = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES384', use: 'sig' };
-    const priv = { ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES384' };
-    const clientsFile = join(dir, 'clients.json');
-    writeFileSync(clientsFile, JSON.stringify([{ clientId: 'org-a-sender', organization: 'Organization/org-a', scopes: ['system/*.cruds'], jwks: { keys: [pub] } }]));
+    const { clientsFile, privateJwk: priv } = senderClientOnReceiver(dir);
 
     A = await createTestApi({ kind: 'postgres', modules: [careplanModule({ delivery: { maxAttempts: 3 } })], publicUrl: publicA });
     B = await createTestApi({ kind: 'postgres', modules: [careplanModule()], publicUrl: `http://127.0.0.1:${portB}`, env: { AUTH_CLIENTS_FILE: clientsFile } });

@@ -7,7 +7,6 @@
 // again and B still holds exactly one copy (conditional creates on business identifiers).
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
@@ -17,7 +16,7 @@ import type { Bundle, Consent, Endpoint, Organization, Patient, ServiceRequest, 
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { fhir, freePort, until } from '../helpers.ts';
+import { fhir, freePort, senderClientOnReceiver, until } from '../helpers.ts';
 // tests/package.json does not list these workspace packages yet; import them by path until it does.
 import { installJobSchema } from '../../../packages/jobs/src/index.ts';
 import type { EndpointCredentials } from '../../../packages/referral/src/index.ts';
@@ -68,12 +67,7 @@ pg('the worker process and directory-based delivery with SMART Backend Services'
   beforeAll(async () => {
     portB = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'tic-worker-'));
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    const kid = 'a-on-b';
-    const pub = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES384', use: 'sig' };
-    const priv = { ...privateKey.export({ format: 'jwk' }), kid, alg: 'ES384' };
-    const clientsFile = join(dir, 'clients.json');
-    writeFileSync(clientsFile, JSON.stringify([{ clientId: 'org-a-sender', organization: 'Organization/org-a', scopes: ['system/*.cruds'], jwks: { keys: [pub] } }]));
+    const { clientsFile, privateJwk: priv } = senderClientOnReceiver(dir);
     const jwkFile = join(dir, 'a-on-b.jwk.json');
     writeFileSync(jwkFile, JSON.stringify(priv));
 

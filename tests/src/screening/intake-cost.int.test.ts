@@ -4,36 +4,32 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import type { Observation, Patient, Questionnaire, QuestionnaireResponse, Task } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from '../helpers.ts';
-import { fhir, unique } from '../helpers.ts';
+import { countStatements, fhir, unique } from '../helpers.ts';
 import { fetchQuestionnaires, observationsOf, ok, response, YES } from './screening.ts';
 
 const repoRoot = join(process.cwd(), '..');
+// Skipped without DATABASE_URL: the count is of the pg driver's queries (PGlite has none); CI sets it.
 const run = process.env.DATABASE_URL ? describe : describe.skip;
 
 run('scored intake: statements per response', () => {
   let t: TestApi;
   let s: Fhir;
-  const statements: string[] = [];
-  const original = pg.Client.prototype.query;
+  const counter = countStatements();
+  const statements = counter.statements;
   beforeAll(async () => {
     // A protocol for positive screens: a follow-up Task and a health-concern Condition.
     const file = join(mkdtempSync(join(tmpdir(), 'tic-intake-cost-')), 'screening.json');
     writeFileSync(file, JSON.stringify({ defaults: { protocols: [{ questionnaire: '*', on: ['positive'], task: { dueWithinHours: 72 }, condition: {} }] } }));
     t = await createTestApi({ kind: 'postgres', env: { SCREENING_CONFIG_FILE: file } });
     s = fhir(t, await t.client('sensitive'));
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      const config = args[0] as string | { text?: string };
-      statements.push(typeof config === 'string' ? config : (config?.text ?? ''));
-      return (original as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof original;
+    counter.install();
   }, 120_000);
   afterAll(async () => {
-    pg.Client.prototype.query = original;
+    counter.restore();
     await t?.close();
   });
 
