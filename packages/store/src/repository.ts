@@ -270,7 +270,9 @@ export class Repository implements ResourceRepository {
 
   async updateWithOutcome<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<{ resource: T; created: boolean }> {
     if (!resource.id) throw badRequest('Resource id is required for update', `${resource.resourceType}.id`);
-    if (!this.needsTransaction(resource.resourceType)) {
+    // Without hooks, the one-statement path validates the resource; the general path then need not again.
+    const validated = !this.needsTransaction(resource.resourceType);
+    if (validated) {
       const stored = await this.nextVersionInOneStatement(resource, 'update', options.ifMatch);
       if (stored) return { resource: stored, created: false };
     }
@@ -285,7 +287,7 @@ export class Repository implements ResourceRepository {
         if (!current) {
           if (!isSystemContext(repo.ctx) && (await repo.existsHidden(resource.resourceType, resource.id!))) throw forbidden(`Not allowed to write ${resource.resourceType}/${resource.id}`);
           try {
-            return { resource: await repo.storeVersion(resource, undefined, 'create', options.clientIfMatch), created: true };
+            return { resource: await repo.storeVersion(resource, undefined, 'create', options.clientIfMatch, validated), created: true };
           } catch (e) {
             if (e instanceof WriteConflict && attempt < MAX_WRITE_RETRIES) continue;
             throw e;
@@ -294,7 +296,7 @@ export class Repository implements ResourceRepository {
         repo.assertWritable(current);
         const previous = current.deleted ? undefined : (JSON.parse(current.content) as Resource);
         try {
-          const stored = await repo.storeVersion(resource, { row: current, resource: previous }, 'update', options.clientIfMatch);
+          const stored = await repo.storeVersion(resource, { row: current, resource: previous }, 'update', options.clientIfMatch, validated);
           return { resource: stored, created: false };
         } catch (e) {
           if (e instanceof WriteConflict) {
@@ -340,9 +342,10 @@ export class Repository implements ResourceRepository {
    * update, 404, 410, 412, 403) and answers.
    */
   private async nextVersionInOneStatement<T extends Resource>(input: T, interaction: 'update' | 'delete', ifMatch: string | undefined): Promise<T | undefined> {
-    if (ifMatch !== undefined && !/^\d{1,18}$/.test(ifMatch)) return undefined;
     const deleting = interaction === 'delete';
+    // Validated first, whatever follows: the general path relies on it when this one returns undefined.
     if (!deleting) this.services.validate?.(input);
+    if (ifMatch !== undefined && !/^\d{1,18}$/.test(ifMatch)) return undefined;
     const lastUpdated = new Date().toISOString();
     const token = versionToken();
     const stored = (deleting
@@ -445,6 +448,8 @@ export class Repository implements ResourceRepository {
     previous: { row: StoredRow; resource: Resource | undefined } | undefined,
     interaction: WriteInteraction,
     clientIfMatch?: string | null,
+    /** The caller validated this very resource already (and no hook will change it). */
+    alreadyValidated = false,
   ): Promise<T> {
     let resource = input;
     const deleting = interaction === 'delete';
@@ -462,7 +467,7 @@ export class Repository implements ResourceRepository {
           if (changed) resource = changed as T;
         }
       }
-      this.services.validate?.(resource);
+      if (!alreadyValidated || hooks.length > 0) this.services.validate?.(resource);
     }
     const versionId = previous ? Number(previous.row.version_id) + 1 : 1;
     const lastUpdated = new Date().toISOString();
