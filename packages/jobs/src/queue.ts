@@ -107,7 +107,7 @@ export async function startWorker(options: WorkerOptions): Promise<Runner> {
       const { unlocked } = await recoverDeadWorkers(db, graceMs);
       if (unlocked.length) options.logger?.warn({ component: 'jobs', workers: unlocked.length }, 'unlocked the jobs of workers that died');
     } catch (e) {
-      options.logger?.error({ component: 'jobs', err: e instanceof Error ? e.message : 'error' }, 'dead-worker recovery failed');
+      options.logger?.error({ component: 'jobs', err: e instanceof Error ? e.name : 'error', code: (e as { code?: unknown })?.code }, 'dead-worker recovery failed');
     }
   };
   await recover();

@@ -108,7 +108,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   if (config.demoData) await loadDemoData(systemRepository(), logger);
 
   const auditQueue = new AuditQueue(db, { build: auditEventsFor, commit: config.auditReadCommit === 'relaxed' ? 'relaxed' : undefined });
-  auditQueue.start(200, (e) => logger.error({ err: e }, 'audit queue drain failed'));
+  auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'));
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {

@@ -10,6 +10,7 @@ import type { Runner } from '@tic/jobs';
 import { parseCredentials } from '@tic/referral';
 import { workerTaskList } from '@tic/worker/tasks';
 import type { DeliveryTarget } from '@tic/referral';
+import { safeError } from '@tic/rest';
 import { loadConfig, readJsonFile } from './config.ts';
 import { createApi } from './app.ts';
 
@@ -54,9 +55,9 @@ async function main(): Promise<void> {
     force.unref();
     server.close(() => {
       (worker ? worker.stop() : Promise.resolve())
-        .catch((e: unknown) => logger.error({ err: e instanceof Error ? e.message : 'error' }, 'worker stop failed'))
+        .catch((e: unknown) => logger.error({ err: safeError(e) }, 'worker stop failed'))
         .then(() => api.close())
-        .catch((e: unknown) => logger.error({ err: e instanceof Error ? e.message : 'error' }, 'audit queue drain failed'))
+        .catch((e: unknown) => logger.error({ err: safeError(e) }, 'audit queue drain failed'))
         .then(() => db.close())
         .then(
         () => {
