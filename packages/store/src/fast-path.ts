@@ -84,6 +84,30 @@ export function compileRelativeFastPath(expression: string): FastPath | undefine
   };
 }
 
+/**
+ * The branches of a plain-path expression as comparable keys ("code", "component.code",
+ * "value.ofType(Quantity)"; "" for the resource itself), or undefined when some branch is not a
+ * plain path or filters its values (where(...)). Relative to the resource for `resourceType`,
+ * relative to an element when `resourceType` is undefined (a composite component's expression).
+ * Two expressions with the same keys select the same values with the same types (indexer.ts
+ * serves composite and union parameters from the rows of such parameters).
+ */
+export function branchKeys(resourceType: string | undefined, expression: string): string[] | undefined {
+  const keys: string[] = [];
+  for (const text of expression.split(/\s+\|\s+/)) {
+    let b: Branch | undefined;
+    if (resourceType === undefined) {
+      const m = relativePattern.exec(text.trim());
+      b = m ? { path: m[1].split('.'), ofType: m[2], type: '' } : undefined;
+    } else {
+      b = compileBranch(resourceType, text);
+    }
+    if (!b || b.resolveIs || b.system !== undefined) return undefined;
+    keys.push(b.path.join('.') + (b.ofType ? `.ofType(${capitalize(b.ofType)})` : ''));
+  }
+  return keys;
+}
+
 function evaluate(resource: Record<string, unknown>, b: Branch, out: TypedValue[]): void {
   let current: unknown[] = [resource];
   let type = b.type;

@@ -3,7 +3,7 @@
 // that exercise choice types, ofType, where(resolve() is …), where(system=…) and nested paths.
 import type { Resource } from '@medplum/fhirtypes';
 import { loadConformanceResources, loadExamples } from '@tic/fhir-profiles';
-import { indexResource } from './indexer.ts';
+import { compositeBranches, indexCodes, indexResource } from './indexer.ts';
 import type { IndexRows } from './indexer.ts';
 
 const handMade: Resource[] = [
@@ -121,18 +121,28 @@ describe('indexer fast path', () => {
     const t = indexResource(handMade[4]);
     expect(t.reference.some((r) => r[0] === 'patient' && r[2] === 'p1')).toBe(true);
     const o1 = indexResource(handMade[1]);
-    expect(o1.quantity.some((r) => r[0] === 'combo-value-quantity' && r[1] === '120' && r[3] === 'mmHg')).toBe(true);
+    expect(o1.quantity.some((r) => r[0] === 'component-value-quantity' && r[1] === '120' && r[3] === 'mmHg')).toBe(true);
     expect(o1.date.some((r) => r[0] === 'date')).toBe(true);
-    // Composites: one group per match, the parts from the same element.
+    // Unions and composites served from base rows store nothing of their own (search-sql.ts reads
+    // the base rows): combo-code is code | component-code, code-value-quantity the code and the
+    // value-quantity rows, component-code-value-quantity the component rows of one grp.
+    const all = (rows: IndexRows) => [...rows.token, ...rows.quantity, ...rows.date, ...rows.string].map((r) => String(r[0]));
+    expect(all(o1).filter((c) => c.startsWith('combo-') || c.includes('$'))).toEqual([]);
+    expect(o1.token.filter((r) => r[0] === 'code').map((r) => r[2])).toEqual(['85354-9', null]); // the coding and the text
+    // Element-level base rows: one grp per Observation.component, the code and value of one
+    // component sharing it.
     const o4 = indexResource(handMade[handMade.length - 1]);
-    const group = (code: string) => [...o4.token, ...o4.quantity, ...o4.date].filter((r) => String(r[0]).startsWith(`${code}$`));
-    const concept = group('component-code-value-concept');
-    expect(concept.map((r) => [r[0], r[2]])).toEqual([
-      ['component-code-value-concept$0', 'k'],
-      ['component-code-value-concept$1', 'y'],
+    const byGrp = (code: string) => [...o4.token, ...o4.quantity].filter((r) => r[0] === code).map((r) => [r[0] === 'component-value-quantity' ? r[1] : r[2], r.at(-1)]);
+    expect(byGrp('component-code')).toEqual([['k', 0], ['q', 1], ['b', 2]]);
+    expect(byGrp('component-value-concept')).toEqual([['y', 0]]);
+    expect(byGrp('component-value-quantity')).toEqual([['3', 1]]);
+    expect(compositeBranches('Observation', 'combo-code-value-quantity')).toEqual([
+      { grouped: false, codes: ['code', 'value-quantity'] },
+      { grouped: true, codes: ['component-code', 'component-value-quantity'] },
     ]);
-    expect(concept[0].at(-1)).toBe(concept[1].at(-1));
-    expect(group('combo-code-value-quantity').map((r) => r[0])).toEqual(['combo-code-value-quantity$0', 'combo-code-value-quantity$1']);
-    expect(group('code-value-date').map((r) => r[0])).toEqual(['code-value-date$0', 'code-value-date$1']);
+    expect(indexCodes('Observation', 'combo-code')).toEqual(['code', 'component-code']);
+    expect(indexCodes('Observation', 'code')).toEqual(['code']);
+    // A composite whose parts are not plain paths of other parameters keeps its own part rows.
+    expect(compositeBranches('MolecularSequence', 'chromosome-variant-coordinate')).toBeUndefined();
   });
 });

@@ -4,7 +4,7 @@ import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { FhirPathAtom, TypedValue } from '@medplum/core';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import { searchParametersFor } from '@tic/fhir';
-import { compileFastPath, compileRelativeFastPath } from './fast-path.ts';
+import { branchKeys, compileFastPath, compileRelativeFastPath } from './fast-path.ts';
 import type { FastPath } from './fast-path.ts';
 
 /** Rows per index table; the optional last element `grp` groups the parts of one composite match. */
@@ -36,6 +36,31 @@ interface CompiledParam {
    * and the index code its rows are stored under ("<code>$<i>").
    */
   components?: CompiledComponent[];
+  /**
+   * A union of other parameters (combo-code = code | component-code): no rows of its own, searched
+   * as the rows of these codes (indexCodes).
+   */
+  union?: string[];
+  /**
+   * A composite served from its components' own parameters (compositeBranches): no part rows of
+   * its own. One entry per branch of its expression.
+   */
+  fromBase?: CompositeBranch[];
+  /**
+   * Indexed once per match of this element path (e.g. "component" for component-code), the rows
+   * of each match numbered by `grp`, so a composite over the element joins its parts on grp.
+   */
+  group?: { match: FastPath; matchAtom: FhirPathAtom; relative: FastPath; relativeAtom: FhirPathAtom };
+}
+
+/**
+ * One branch of a composite served from base rows: `grouped` false when the branch is the
+ * resource itself (its parts are the resource's rows of `codes`, one each), true when it is an
+ * element such as Observation.component (the parts' rows share a grp number: one element).
+ */
+export interface CompositeBranch {
+  grouped: boolean;
+  codes: string[];
 }
 
 interface CompiledComponent {
@@ -75,6 +100,8 @@ const columnParams = new Set(['_id', '_lastUpdated', '_compartment', '_project']
 const supportedSpecial = new Set(['Location.near']);
 
 const compiled = new Map<string, CompiledParam[]>();
+const expressions = new Map<CompiledParam, string>();
+const componentExpressions = new Map<CompiledComponent, string>();
 
 function relevantExpression(type: string, expression: string): string | undefined {
   // Multi-resource parameters have unions such as "AllergyIntolerance.code | Condition.code".
@@ -124,7 +151,9 @@ export function compiledParamsFor(type: string): CompiledParam[] {
         if (!defs) continue;
         param.components = defs.map((d, i) => {
           const expression = sp.component![i].expression;
-          return { code: compositePartCode(code, i), type: d.type, atom: parseFhirPath(expression), fast: compileRelativeFastPath(expression) };
+          const component: CompiledComponent = { code: compositePartCode(code, i), type: d.type, atom: parseFhirPath(expression), fast: compileRelativeFastPath(expression) };
+          componentExpressions.set(component, expression);
+          return component;
         });
         // Both the matches and every part direct, or none: a part's path is relative to a match.
         if (!param.fast || param.components.some((c) => !c.fast)) {
@@ -133,12 +162,104 @@ export function compiledParamsFor(type: string): CompiledParam[] {
         }
       }
       list.push(param);
+      expressions.set(param, expr);
     } catch {
       // An expression the FHIRPath engine cannot parse is skipped rather than failing writes.
     }
   }
+  planDerived(type, list, expressions);
   compiled.set(type, list);
   return list;
+}
+
+/**
+ * Parameters whose rows would repeat other parameters' rows are not stored (a PCL-5 item
+ * Observation had 22 token rows, 12 of them copies: docs/search-plans.md "Composite and union
+ * parameters from base rows"):
+ * - a union (combo-code = Observation.code | Observation.component.code) whose branches are
+ *   exactly the branches of other parameters of its type is searched as their rows;
+ * - a composite whose parts, for every branch of its expression, are exactly other parameters
+ *   (code-value-concept: the Observation's code and value-concept rows; component-code-value-…:
+ *   component-code and component-value-… rows of one component) is searched from those rows, the
+ *   element-level ones indexed per element with a grp number.
+ * Only plain-path expressions are compared (fast-path.ts branchKeys: same keys, same values and
+ * types). Reference parameters (includes, chains) and date parameters under an element (their
+ * hull rows, DATE_HULL_GRP) are left as they are.
+ */
+function planDerived(type: string, list: CompiledParam[], expressions: Map<CompiledParam, string>): void {
+  const keysOf = new Map<CompiledParam, string[]>();
+  for (const p of list) {
+    if (p.components || p.type === 'special' || !p.fast) continue;
+    const keys = branchKeys(type, expressions.get(p)!);
+    if (keys) keysOf.set(p, [...new Set(keys)]);
+  }
+  const unions = new Set<CompiledParam>();
+  const byWidth = [...keysOf].sort((a, b) => a[1].length - b[1].length);
+  for (const [p, keys] of byWidth) {
+    if (keys.length < 2 || p.type === 'reference' || p.type === 'date') continue;
+    const candidates = byWidth
+      .filter(([q, qk]) => q !== p && q.type === p.type && !unions.has(q) && qk.every((k) => keys.includes(k)))
+      .sort((a, b) => b[1].length - a[1].length);
+    const chosen: CompiledParam[] = [];
+    const covered = new Set<string>();
+    for (const [q, qk] of candidates) {
+      if (qk.some((k) => covered.has(k))) continue;
+      chosen.push(q);
+      for (const k of qk) covered.add(k);
+    }
+    if (chosen.length >= 2 && covered.size === keys.length) {
+      p.union = chosen.map((q) => q.code);
+      unions.add(p);
+    }
+  }
+  // add() writes no quantity row for SampledData (it has no value): such branches add nothing.
+  const effective = (t: string, keys: string[]) => (t === 'quantity' ? keys.filter((k) => !k.endsWith('ofType(SampledData)')) : keys);
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((k) => b.includes(k));
+  const groupOf = new Map<CompiledParam, string>();
+  for (const p of list) {
+    if (!p.components) continue;
+    const matches = branchKeys(type, expressions.get(p)!);
+    const parts = p.components.map((c) => branchKeys(undefined, componentExpressions.get(c)!));
+    if (!matches || parts.some((k) => !k) || matches.some((m) => m.includes('ofType'))) continue;
+    const branches: CompositeBranch[] = [];
+    const groups = new Map<CompiledParam, string>();
+    for (const m of new Set(matches)) {
+      const codes: string[] = [];
+      p.components.forEach((c, i) => {
+        const wanted = effective(c.type, [...new Set(parts[i]!.map((k) => (m ? `${m}.${k}` : k)))]);
+        for (const [q, qk] of keysOf) {
+          if (unions.has(q) || q.type !== c.type || (m && q.type === 'date')) continue;
+          if (!same(effective(q.type, qk), wanted) || wanted.length === 0) continue;
+          if (m && (groupOf.get(q) ?? groups.get(q) ?? m) !== m) continue;
+          codes.push(q.code);
+          if (m) groups.set(q, m);
+          return;
+        }
+      });
+      if (codes.length !== p.components.length) break;
+      branches.push({ grouped: m !== '', codes });
+    }
+    if (branches.length !== new Set(matches).size) continue;
+    p.fromBase = branches;
+    for (const [q, m] of groups) groupOf.set(q, m);
+  }
+  for (const [q, m] of groupOf) {
+    const relative = keysOf.get(q)!.map((k) => k.slice(m.length + 1)).join(' | ');
+    const match = compileFastPath(type, `${type}.${m}`);
+    const rel = compileRelativeFastPath(relative);
+    if (!match || !rel) throw new Error(`indexer: cannot group ${type}.${q.code} by ${m}`);
+    q.group = { match, matchAtom: parseFhirPath(`${type}.${m}`), relative: rel, relativeAtom: parseFhirPath(relative) };
+  }
+}
+
+/** The index codes a parameter's rows are stored under: its own, or the parameters it is the union of. */
+export function indexCodes(type: string, code: string): string[] {
+  return compiledParamsFor(type).find((p) => p.code === code)?.union ?? [code];
+}
+
+/** How a composite is searched from its components' own rows, or undefined (its own part rows). */
+export function compositeBranches(type: string, code: string): CompositeBranch[] | undefined {
+  return compiledParamsFor(type).find((p) => p.code === code)?.fromBase;
 }
 
 const ASCII = /^[\x00-\x7f]*$/;
@@ -314,7 +435,12 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
   const useFast = !options.engineOnly;
   let grp = 0;
   for (const p of compiledParamsFor(resource.resourceType)) {
+    if (p.union || p.fromBase) continue; // searched from other parameters' rows
     if (p.roots && !hasRoot(resource as unknown as Record<string, unknown>, p.roots)) continue;
+    if (p.group) {
+      addGrouped(rows, p, resource, input, useFast);
+      continue;
+    }
     let values: TypedValue[];
     try {
       values = useFast && p.fast ? p.fast(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(p.atom, input);
@@ -420,6 +546,30 @@ function addComposite(rows: IndexRows, components: CompiledComponent[], matches:
     grp++;
   }
   return grp;
+}
+
+/** A grouped parameter's rows, per match of its element (the n-th element's rows have grp n). */
+function addGrouped(rows: IndexRows, p: CompiledParam, resource: Resource, input: TypedValue[], useFast: boolean): void {
+  const g = p.group!;
+  let matches: TypedValue[];
+  try {
+    matches = useFast ? g.match(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(g.matchAtom, input);
+  } catch {
+    return;
+  }
+  matches.forEach((m, n) => {
+    const part = emptyIndexRows();
+    let values: TypedValue[];
+    try {
+      values = useFast ? g.relative(m.value as Record<string, unknown>) : evalFhirPathTyped(g.relativeAtom, [m]);
+    } catch {
+      return;
+    }
+    for (const tv of values) add(part, p.code, p.type, tv);
+    for (const key of Object.keys(part) as IndexTable[]) {
+      for (const row of part[key] as unknown[][]) (rows[key] as unknown[][]).push([...row, n]);
+    }
+  });
 }
 
 function countRows(rows: IndexRows): number {

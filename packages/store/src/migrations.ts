@@ -1,11 +1,15 @@
 // Versioned schema migrations, applied at start in order, each in its own transaction.
 // A migration is never edited once released: add a new one.
 import type { Db } from './db.ts';
+import { compiledParamsFor, indexResource } from './indexer.ts';
+import { replaceIndexRows } from './write.ts';
 
 export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Work SQL alone cannot do (re-indexing with the indexer), in the migration's transaction, after `sql`. */
+  run?: (db: Db) => Promise<void>;
 }
 
 const searchTable = (name: string, columns: string, indexes: string[]) => `
@@ -204,7 +208,43 @@ CREATE INDEX sp_date_bucket_idx ON sp_date (resource_type, code, span, (${dateBu
 DROP INDEX sp_date_span_idx;
 `,
   },
+  {
+    version: 11,
+    name: 'search: composite and union parameters searched from their base rows; re-index',
+    // combo-code, combo-value-concept, … (unions of other parameters) and composites whose parts
+    // are other parameters (code-value-concept, component-code-value-quantity, context-type-value,
+    // …) store no rows of their own any more; element-level base rows (component-code, …) carry a
+    // grp per element (indexer.ts planDerived, docs/search-plans.md). Resources of the types
+    // concerned are re-indexed: their old part and union rows go, their element rows get a grp.
+    sql: '',
+    run: reindexDerivedTypes,
+  },
 ];
+
+/** Re-indexes the stored resources of every type whose indexing planDerived changed (migration 11). */
+async function reindexDerivedTypes(db: Db): Promise<void> {
+  const types = (await db.query<{ t: string }>('SELECT DISTINCT resource_type AS t FROM resource')).rows
+    .map((r) => r.t)
+    .filter((t) => compiledParamsFor(t).some((p) => p.union || p.fromBase || p.group));
+  for (const type of types) {
+    let after = '';
+    for (;;) {
+      const batch = await db.query<{ id: string; content: string; last_updated: string }>(
+        `SELECT id, content, last_updated::text AS last_updated FROM resource WHERE resource_type = $1 AND id > $2 AND NOT deleted ORDER BY id LIMIT 500`,
+        [type, after],
+      );
+      if (batch.rows.length === 0) break;
+      await replaceIndexRows(
+        db,
+        batch.rows.map((r) => ({
+          row: { resourceType: type, id: r.id, versionId: 0, lastUpdated: r.last_updated, deleted: false, content: '', ownerOrg: null, restricted: false },
+          index: indexResource(JSON.parse(r.content)),
+        })),
+      );
+      after = batch.rows[batch.rows.length - 1].id;
+    }
+  }
+}
 
 /**
  * The bucket of an sp_date row's low in sp_date_bucket_idx (migration 10), over columns prefixed
@@ -228,7 +268,8 @@ export async function migrate(db: Db): Promise<number[]> {
       if (tx.dialect === 'postgres') await tx.query('SELECT pg_advisory_xact_lock(7262001)');
       const seen = await tx.query('SELECT 1 FROM schema_migration WHERE version = $1', [m.version]);
       if (seen.rows.length > 0) return false;
-      await tx.exec(m.sql);
+      if (m.sql) await tx.exec(m.sql);
+      if (m.run) await m.run(tx);
       await tx.query('INSERT INTO schema_migration (version, name) VALUES ($1, $2)', [m.version, m.name]);
       return true;
     });

@@ -3,6 +3,7 @@
 // "rows after that key" instead of an offset. Pages therefore stay correct while others write:
 // nothing is skipped or repeated when rows are inserted or deleted before the cursor.
 import { badRequest } from '@tic/fhir';
+import { indexCodes } from './indexer.ts';
 import type { SortKey } from './search-query.ts';
 import type { Sql } from './search-sql.ts';
 import { tableForType } from './search-sql.ts';
@@ -59,7 +60,7 @@ export function orderPlan(sql: Sql, type: string, sort: SortKey[]): OrderPlan {
       }
       const agg = s.desc ? 'max' : 'min';
       joins.push(
-        `LEFT JOIN LATERAL (SELECT ${agg}(x.${column}) AS v FROM ${tableForType[sp.type]} x WHERE x.resource_type = ${sql.p(type)} AND x.id = r.id AND x.code = ${sql.p(s.name)}) ${alias} ON true`,
+        `LEFT JOIN LATERAL (SELECT ${agg}(x.${column}) AS v FROM ${tableForType[sp.type]} x WHERE x.resource_type = ${sql.p(type)} AND x.id = r.id AND x.code = ANY(${sql.p(indexCodes(type, s.name))}::text[])) ${alias} ON true`,
       );
       keys.push({ expr: `${alias}.v`, cast, desc: s.desc, nullable: true });
     }

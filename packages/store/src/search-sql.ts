@@ -9,7 +9,7 @@
 import type { RequestContext } from '@tic/fhir';
 import type { VisibilityRule } from './access.ts';
 import { visibilityPredicate } from './access.ts';
-import { compositeComponents, compositePartCode, DATE_HULL_GRP, NEAR_LAT, NEAR_LONG, normalizeString } from './indexer.ts';
+import { compositeBranches, compositeComponents, compositePartCode, DATE_HULL_GRP, indexCodes, NEAR_LAT, NEAR_LONG, normalizeString } from './indexer.ts';
 import { dateBucketSql } from './migrations.ts';
 import type { Filter } from './search-query.ts';
 import { compositeParts, parseNear } from './search-query.ts';
@@ -201,19 +201,23 @@ interface IndexPart {
  * negative and :missing forms. Binds parameters: call only for SQL that will be used.
  */
 function indexParts(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): IndexPart[] | undefined {
-  const { code, sp, modifier } = f;
-  const each = (table: string, cond: (v: string) => string) => f.values.map((v) => ({ table, code, cond: cond(v) }));
+  const { sp, modifier } = f;
+  // A union parameter (combo-code) is the rows of the parameters it unites (indexer.ts indexCodes).
+  const codes = indexCodes(f.type, f.code);
+  const each = (table: string, cond: (v: string) => string) => f.values.flatMap((v) => codes.map((code) => ({ table, code, cond: cond(v) })));
   switch (sp.type) {
     case 'token':
       if (modifier === 'not') return undefined;
-      return f.values.map((v) => {
-        const t = tokenCondition(c, code, modifier, v);
-        return { table: 'sp_token', code: t.code, cond: t.cond };
-      });
+      return f.values.flatMap((v) =>
+        codes.map((code) => {
+          const t = tokenCondition(c, code, modifier, v);
+          return { table: 'sp_token', code: t.code, cond: t.cond };
+        }),
+      );
     case 'string':
       return each('sp_string', (v) => stringCondition(c, modifier, v));
     case 'reference':
-      if (modifier === 'identifier') return f.values.map((v) => ({ table: 'sp_token', code: `${code}:identifier`, cond: tokenCondition(c, code, undefined, v).cond }));
+      if (modifier === 'identifier') return f.values.map((v) => ({ table: 'sp_token', code: `${f.code}:identifier`, cond: tokenCondition(c, f.code, undefined, v).cond }));
       return each('sp_reference', (v) => referenceCondition(c, modifier, v));
     case 'date':
       return each('sp_date', (v) => dateCondition(c, v));
@@ -258,30 +262,42 @@ function partCondition(c: SqlContext, partType: string, code: string, value: str
 /**
  * A composite value matches when one group of its index rows (one match of the composite's
  * expression, indexer.ts) satisfies every part: the parts' rows are joined on grp, so the code and
- * the value must come from the same element (e.g. the same Observation.component).
+ * the value must come from the same element (e.g. the same Observation.component). A composite
+ * served from its components' own parameters (indexer.ts compositeBranches) reads their rows: for
+ * the resource itself (code-value-concept: its one match is the resource) each part is an EXISTS
+ * over the resource's rows of that parameter; for an element (Observation.component) the parts'
+ * rows are joined on the element's grp.
  */
 function compositePredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): string {
   const comps = compositeComponents(f.type, f.sp)!;
+  const branches = compositeBranches(f.type, f.code) ?? [{ grouped: true, codes: comps.map((_, i) => compositePartCode(f.code, i)) }];
   const { sql } = c;
+  const type = sql.p(f.type);
   return or(
-    f.values.map((v) => {
+    f.values.flatMap((v) => {
       const parts = compositeParts(v);
-      const type = sql.p(f.type);
-      const from: string[] = [];
-      const conds: string[] = [];
-      comps.forEach((comp, i) => {
-        const a = `x${i}`;
-        const cond = partCondition(c, comp.type, f.code, parts[i]).replace(/\bx\./g, `${a}.`);
-        const keys = `${a}.resource_type = ${type} AND ${a}.code = ${sql.p(compositePartCode(f.code, i))}`;
-        if (i === 0) {
-          from.push(`${tableForType[comp.type]} ${a}`);
-          conds.push(`${keys} AND ${a}.id = ${c.alias ?? 'r'}.id`);
-        } else {
-          from.push(`JOIN ${tableForType[comp.type]} ${a} ON ${keys} AND ${a}.id = x0.id AND ${a}.grp = x0.grp`);
-        }
-        conds.push(cond);
+      return branches.map(({ grouped, codes }) => {
+        const from: string[] = [];
+        const conds: string[] = [];
+        const exists: string[] = [];
+        comps.forEach((comp, i) => {
+          const a = `x${i}`;
+          const cond = partCondition(c, comp.type, f.code, parts[i]).replace(/\bx\./g, `${a}.`);
+          const keys = `${a}.resource_type = ${type} AND ${a}.code = ${sql.p(codes[i])}`;
+          if (!grouped) {
+            exists.push(`EXISTS (SELECT 1 FROM ${tableForType[comp.type]} ${a} WHERE ${keys} AND ${a}.id = ${c.alias ?? 'r'}.id AND ${cond})`);
+            return;
+          }
+          if (i === 0) {
+            from.push(`${tableForType[comp.type]} ${a}`);
+            conds.push(`${keys} AND ${a}.id = ${c.alias ?? 'r'}.id`);
+          } else {
+            from.push(`JOIN ${tableForType[comp.type]} ${a} ON ${keys} AND ${a}.id = x0.id AND ${a}.grp = x0.grp`);
+          }
+          conds.push(cond);
+        });
+        return grouped ? `EXISTS (SELECT 1 FROM ${from.join(' ')} WHERE ${conds.join(' AND ')})` : `(${exists.join(' AND ')})`;
       });
-      return `EXISTS (SELECT 1 FROM ${from.join(' ')} WHERE ${conds.join(' AND ')})`;
     }),
   );
 }
@@ -327,7 +343,7 @@ function paramPredicate(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): s
   if (sp.type === 'special') return nearPredicate(c, f);
   if (sp.type === 'token' && modifier === 'not') {
     // :not matches resources with no matching value, including those with no value at all.
-    return f.values.map((v) => `NOT ${indexExists(c, 'sp_token', type, code, tokenCondition(c, code, undefined, v).cond)}`).join(' AND ');
+    return f.values.flatMap((v) => indexCodes(type, code).map((k) => `NOT ${indexExists(c, 'sp_token', type, k, tokenCondition(c, k, undefined, v).cond)}`)).join(' AND ');
   }
   const parts = indexParts(c, f);
   if (!parts) return 'false';
@@ -653,7 +669,7 @@ export function filterSql(c: SqlContext, f: Filter): string {
       return paramPredicate(c, f);
     case 'missing': {
       const table = tableForType[f.sp.type];
-      const any = indexExists(c, table, f.type, f.code, '');
+      const any = or(indexCodes(f.type, f.code).map((k) => indexExists(c, table, f.type, k, '')));
       return f.missing ? `NOT ${any}` : any;
     }
     case 'chain':

@@ -213,3 +213,24 @@ export async function insertNewResources(db: Db, rows: CompanionRow[], audit: Au
   const ctes = [...insertCtes(arr, rows, 'n', ''), ...indexCtes(arr, rows, ''), ...auditCtes(arr, audit, '')];
   await db.query(`WITH ${ctes.join(',\n')} SELECT 1`, p, { prepare: true });
 }
+
+/**
+ * Rewrites the search-index rows of stored resources (their current versions) in one statement:
+ * every row of theirs deleted, the given rows inserted (a re-index after the indexer changed:
+ * migrations.ts).
+ */
+export async function replaceIndexRows(db: Db, rows: CompanionRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const p: unknown[] = [];
+  const arr = (values: unknown) => {
+    p.push(values);
+    return `$${p.length}`;
+  };
+  const types = arr(rows.map((c) => c.row.resourceType));
+  const ids = arr(rows.map((c) => c.row.id));
+  const ctes = indexTables.map(
+    ([key, table]) => `d_${key} AS (DELETE FROM ${table} x USING unnest(${types}::text[], ${ids}::text[]) AS u(t, i) WHERE x.resource_type = u.t AND x.id = u.i)`,
+  );
+  ctes.push(...indexCtes(arr, rows, ''));
+  await db.query(`WITH ${ctes.join(',\n')} SELECT 1`, p);
+}
