@@ -219,6 +219,17 @@ DROP INDEX sp_date_span_idx;
     sql: '',
     run: reindexDerivedTypes,
   },
+  {
+    version: 12,
+    name: 'search: no sp_token (resource_type, code, system) index',
+    // Every token row paid a heap tuple and three btree entries; this one served only a system
+    // without a code (identifier=urn:mrn|), which sp_token_value_updated_idx (resource_type, code,
+    // …) INCLUDE (system) answers from the code's range, index-only. On an unanalysed database it
+    // also drew identifier look-ups (system and value) away from the value index (a scan of every
+    // row of the system). A scored PCL-5 intake writes ~220 token rows: 220 fewer index
+    // insertions and WAL records (docs/benchmarks.md, issue 5).
+    sql: `DROP INDEX IF EXISTS sp_token_search_1_idx;`,
+  },
 ];
 
 /** Re-indexes the stored resources of every type whose indexing planDerived changed (migration 11). */
