@@ -104,17 +104,27 @@ export async function until<T>(fn: () => Promise<T | undefined> | T | undefined,
 
 /**
  * Records the text of every SQL statement the pg driver sends while installed (each one a round
- * trip): for tests that count what a request costs the database. PostgreSQL only.
+ * trip): for tests that count what a request costs the database. PostgreSQL only. `on(database)`:
+ * the statements sent to one database (two servers in one process); `reset()` forgets them all.
  */
-export function countStatements(): { statements: string[]; install: () => void; restore: () => void } {
+export function countStatements(): { statements: string[]; on: (database: string) => string[]; reset: () => void; install: () => void; restore: () => void } {
   const statements: string[] = [];
+  const byDatabase = new Map<string, string[]>();
   const original = pg.Client.prototype.query;
   return {
     statements,
+    on: (database) => byDatabase.get(database) ?? [],
+    reset: () => {
+      statements.length = 0;
+      byDatabase.clear();
+    },
     install: () => {
       pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
         const config = args[0] as string | { text?: string };
-        statements.push(typeof config === 'string' ? config : (config?.text ?? ''));
+        const text = typeof config === 'string' ? config : (config?.text ?? '');
+        statements.push(text);
+        const db = this.database ?? '';
+        byDatabase.set(db, [...(byDatabase.get(db) ?? []), text]);
         return (original as (...a: unknown[]) => unknown).apply(this, args);
       } as typeof original;
     },

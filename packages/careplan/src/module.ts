@@ -10,7 +10,7 @@ import { checkCareTeam, checkGoalReferences, checkPlanReferences } from './check
 import { checkPlanExtensions } from './extensions.ts';
 import { authoredByPerson, changedWording, expressedByPerson, wordingForbidden } from './goal-wording.ts';
 import { buildProvenance, parseProvenanceHeader } from './provenance.ts';
-import { isRecoveryCareTeam, isRecoveryGoal, isRecoveryPlan, isRecoveryResource, profileFor, refKey, withProfile } from './recognise.ts';
+import { hasCoding, isRecoveryCareTeam, isRecoveryGoal, isRecoveryPlan, isRecoveryResource, profileFor, refKey, withProfile } from './recognise.ts';
 import { sharePlan } from './sharing.ts';
 import { recordStageChange } from './stage.ts';
 import { stageHistoryOperation } from './operations/stage-history.ts';
@@ -83,7 +83,10 @@ export function careplanModule(options: CareplanModuleOptions = {}): DomainModul
       if (stored.resourceType === 'Consent') {
         const patient = refKey((stored as Consent).patient?.reference);
         if (!patient) return;
-        const plans = await ctx.repo.search<CarePlan>('CarePlan', { subject: patient, category: `${SYSTEM.category}|recovery`, _count: '200' });
+        // The person's recovery plans (no look-up at all for a person created in this transaction).
+        const plans = ctx.repo.referring
+          ? (await ctx.repo.referring<CarePlan>('CarePlan', 'subject', patient, 1000)).filter((p) => hasCoding(p.category, SYSTEM.category, 'recovery')).slice(0, 200)
+          : await ctx.repo.search<CarePlan>('CarePlan', { subject: patient, category: `${SYSTEM.category}|recovery`, _count: '200' });
         for (const plan of plans) await sharePlan(ctx.repo, plan, now());
         return;
       }

@@ -4,7 +4,7 @@
 import type { CarePlan, CareTeam, CodeableConcept, Goal, Resource } from '@medplum/fhirtypes';
 import { PROFILE, SYSTEM } from './constants.ts';
 
-const hasCoding = (concepts: CodeableConcept[] | undefined, system: string, code?: string): boolean =>
+export const hasCoding = (concepts: CodeableConcept[] | undefined, system: string, code?: string): boolean =>
   (concepts ?? []).some((c) => (c.coding ?? []).some((x) => x.system === system && (code === undefined || x.code === code)));
 
 const claims = (r: Resource, profile: string): boolean => (r.meta?.profile ?? []).some((p) => p === profile || p.startsWith(`${profile}|`));

@@ -22,8 +22,14 @@ export function dbOf(repo: ResourceRepository): Db {
   throw new Error('The referral module needs the PostgreSQL repository (resource_share)');
 }
 
+/**
+ * The person's active Consents: the Consents naming them (one prepared look-up, or none for a
+ * person created in this very transaction: a referral Bundle bringing its Patient).
+ */
 export async function consentsFor(repo: ResourceRepository, patient: string): Promise<Consent[]> {
-  return systemRepo(repo).search<Consent>('Consent', { patient, status: 'active', _count: '100' });
+  const sys = systemRepo(repo);
+  if (!sys.referring) return sys.search<Consent>('Consent', { patient, status: 'active', _count: '100' });
+  return (await sys.referring<Consent>('Consent', 'patient', patient, 1000)).filter((c) => c.status === 'active').slice(0, 100);
 }
 
 export async function coverageForTask(repo: ResourceRepository, task: Task, now: Date): Promise<ConsentCoverage | undefined> {
@@ -45,8 +51,9 @@ export function withConsentStatus(task: Task, coverage: ConsentCoverage | undefi
 async function focusOf(repo: ResourceRepository, task: Task): Promise<ServiceRequest | undefined> {
   const k = keyOf(task.focus?.reference);
   if (!k || k.type !== 'ServiceRequest') return undefined;
+  const sys = systemRepo(repo);
   try {
-    return await systemRepo(repo).read<ServiceRequest>('ServiceRequest', k.id);
+    return sys.writtenInTransaction?.<ServiceRequest>(`ServiceRequest/${k.id}`) ?? (await sys.read<ServiceRequest>('ServiceRequest', k.id));
   } catch {
     return undefined;
   }
@@ -95,10 +102,15 @@ export async function syncTaskShares(repo: ResourceRepository, task: Task, now: 
   return coverage;
 }
 
-/** After a Consent or ServiceRequest changes: bring every affected referral Task up to date. */
-export async function resyncTasks(repo: ResourceRepository, query: Record<string, string>, now: Date): Promise<void> {
+/**
+ * After a Consent or ServiceRequest changes: bring every affected referral Task up to date.
+ * `query`: one reference parameter of Task (subject or focus); the Tasks are looked up as
+ * ResourceRepository.referring does (none to look up when what it names is new in this transaction).
+ */
+export async function resyncTasks(repo: ResourceRepository, query: { subject: string } | { focus: string }, now: Date): Promise<void> {
   const sys = systemRepo(repo);
-  const tasks = await sys.search<Task>('Task', { ...query, _count: '1000' });
+  const [code, reference] = Object.entries(query)[0] as [string, string];
+  const tasks = sys.referring ? await sys.referring<Task>('Task', code, reference, 1000) : await sys.search<Task>('Task', { [code]: reference, _count: '1000' });
   for (const task of tasks.filter(isReferralTask)) {
     const coverage = await coverageForTask(repo, task, now);
     const updated = withConsentStatus(task, coverage);

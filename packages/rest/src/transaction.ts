@@ -219,8 +219,9 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
             continue;
           }
           if (isCreate(req)) {
-            // Create with the id assigned in step 1.
-            const created = await tx.create(checkedCreate(tx, req), { id: (req.body as Resource).id });
+            // Create with the id assigned in step 1 (a new random UUID: nothing outside this
+            // transaction refers to it yet).
+            const created = await tx.create(checkedCreate(tx, req), { id: (req.body as Resource).id, idAssigned: true });
             results[i] = createdEntry(created);
             continue;
           }
@@ -259,7 +260,7 @@ export function createBundleProcessor(opts: Omit<HandlerOptions, 'bundle'>) {
         throw entryError(i, e, requests[i].body);
       }
     });
-    const created = await tx.createMany(resources, { keepIds: true, errorAt: (k, e) => entryError(at[k], e, resources[k]) });
+    const created = await tx.createMany(resources, { keepIds: true, idsAssigned: true, errorAt: (k, e) => entryError(at[k], e, resources[k]) });
     created.forEach((r, k) => (results[at[k]] = createdEntry(r)));
   }
 

@@ -2,6 +2,7 @@
 // embedded default). The SQL is the same on both; only connection handling differs.
 import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { WriteJournal } from './journal.ts';
 
 export interface QueryResult<R> {
   rows: R[];
@@ -33,6 +34,8 @@ export interface Db {
   transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
   /** True inside a transaction. */
   readonly inTransaction: boolean;
+  /** Inside a transaction: what the repository has written in it so far (journal.ts). */
+  readonly journal?: WriteJournal;
   readonly dialect: 'postgres' | 'pglite';
   close(): Promise<void>;
 }
@@ -63,6 +66,7 @@ function queryConfig(sql: string, params: unknown[] | undefined, options: QueryO
 class PgClientDb implements Db {
   readonly inTransaction = true;
   readonly dialect = 'postgres' as const;
+  readonly journal = new WriteJournal();
   private readonly client: pg.PoolClient;
   constructor(client: pg.PoolClient) {
     this.client = client;
@@ -78,12 +82,14 @@ class PgClientDb implements Db {
     // Nested: a savepoint, so an inner failure can be handled without aborting the outer work.
     const name = `sp_${Math.random().toString(36).slice(2, 10)}`;
     await this.client.query(`SAVEPOINT ${name}`);
+    const mark = this.journal.mark();
     try {
       const out = await fn(this);
       await this.client.query(`RELEASE SAVEPOINT ${name}`);
       return out;
     } catch (e) {
       await this.client.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      this.journal.rollback(mark);
       throw e;
     }
   }
@@ -144,6 +150,7 @@ type PGliteTx = Parameters<Parameters<PGlite['transaction']>[0]>[0];
 class PGliteTxDb implements Db {
   readonly inTransaction = true;
   readonly dialect = 'pglite' as const;
+  readonly journal = new WriteJournal();
   private readonly tx: PGliteTx;
   constructor(tx: PGliteTx) {
     this.tx = tx;
@@ -158,12 +165,14 @@ class PGliteTxDb implements Db {
   async transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
     const name = `sp_${Math.random().toString(36).slice(2, 10)}`;
     await this.tx.query(`SAVEPOINT ${name}`);
+    const mark = this.journal.mark();
     try {
       const out = await fn(this);
       await this.tx.query(`RELEASE SAVEPOINT ${name}`);
       return out;
     } catch (e) {
       await this.tx.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      this.journal.rollback(mark);
       throw e;
     }
   }

@@ -1,4 +1,5 @@
 export * from './db.ts';
+export * from './journal.ts';
 export * from './migrations.ts';
 export * from './indexer.ts';
 export * from './access.ts';

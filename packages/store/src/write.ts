@@ -94,8 +94,8 @@ export async function writeVersion(
  * rows. Only for writes that need nothing from the previous version (no domain-module hooks).
  * `where` is a further condition on the stored row `r` (visibility, If-Match, not deleted), with
  * its placeholders numbered from `$(params.length + 1)` of `whereParams`'s own count (see callers).
- * Returns the new version number, or undefined when no row met the conditions (nothing written:
- * the caller takes the general path, which says why).
+ * Returns the new version number and the row's owner, or undefined when no row met the conditions
+ * (nothing written: the caller takes the general path, which says why).
  */
 export async function writeNextVersion(
   db: Db,
@@ -104,7 +104,7 @@ export async function writeNextVersion(
   versionToken: string,
   where: (next: number) => { sql: string; params: unknown[] },
   audit: AuditRow[] = [],
-): Promise<number | undefined> {
+): Promise<{ version: number; ownerOrg: string | null } | undefined> {
   const p: unknown[] = [row.resourceType, row.id, row.lastUpdated, row.deleted, row.content, row.restricted, versionToken];
   const cond = where(p.length + 1);
   p.push(...cond.params);
@@ -125,8 +125,8 @@ export async function writeNextVersion(
     ctes.push(`d_${key} AS (DELETE FROM ${table} WHERE resource_type = $1 AND id = $2 AND EXISTS (SELECT 1 FROM w))`);
   }
   ctes.push(...indexCtes(arr, [{ row: { ...row, versionId: 0, ownerOrg: null }, index: index ?? emptyIndexRows() }], 'WHERE EXISTS (SELECT 1 FROM w)'));
-  const r = await db.query<{ version_id: string }>(`WITH ${ctes.join(',\n')} SELECT version_id FROM w`, p, { prepare: true });
-  return r.rows[0] ? Number(r.rows[0].version_id) : undefined;
+  const r = await db.query<{ version_id: string; owner_org: string | null }>(`WITH ${ctes.join(',\n')} SELECT version_id, owner_org FROM w`, p, { prepare: true });
+  return r.rows[0] ? { version: Number(r.rows[0].version_id), ownerOrg: r.rows[0].owner_org } : undefined;
 }
 
 /** CTEs inserting new resources (version 1 rows): current and version tables. */

@@ -200,6 +200,28 @@ describe('referral workflow', () => {
     expect((await a.get(`Task/${task.id}`)).body.businessStatus.text).toBe('awaiting consent');
   });
 
+  it('a Bundle bringing its Task before the Consent and ServiceRequest ends consented, with both shared (resynced within the transaction)', async () => {
+    const u = (n: number) => `urn:uuid:7a2b3c4d-5e6f-4a1b-9c2d-${String(n).padStart(12, '0')}`;
+    const task: Task = { resourceType: 'Task', status: 'requested', intent: 'order', code: { coding: [{ system: 'http://hl7.org/fhir/CodeSystem/task-code', code: 'fulfill' }] }, focus: { reference: u(2) }, for: { reference: u(1) }, requester: { reference: A }, owner: { reference: B } };
+    const res = await a.post('', {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        { fullUrl: u(4), resource: task, request: { method: 'POST', url: 'Task' } },
+        { fullUrl: u(3), resource: { ...consent(u(1), [B]) }, request: { method: 'POST', url: 'Consent' } },
+        { fullUrl: u(2), resource: { resourceType: 'ServiceRequest', status: 'active', intent: 'order', subject: { reference: u(1) }, requester: { reference: A } }, request: { method: 'POST', url: 'ServiceRequest' } },
+        { fullUrl: u(1), resource: { resourceType: 'Patient', name: [{ family: 'Walker' }] }, request: { method: 'POST', url: 'Patient' } },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const loc = (i: number) => /([A-Z][A-Za-z]+\/[^/]+)\/_history\//.exec(res.body.entry[i].response.location as string)![1];
+    const seen = await b.get(loc(0));
+    expect(seen.status).toBe(200);
+    expect((seen.body as Task).businessStatus?.text).toBe('consented');
+    for (const ref of [loc(2), loc(3)]) expect((await b.get(ref)).status).toBe(200);
+    expectOutcome(await c.get(loc(0)), 404);
+  });
+
   it('of two organisations claiming an open Task at once, one wins', async () => {
     const { patient, task } = await referralBundle(undefined);
     await a.create(consent(patient, [B, C]));
