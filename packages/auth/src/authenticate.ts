@@ -156,7 +156,10 @@ export function authenticateMiddleware(opts: AuthenticateOptions): RequestHandle
     opts.verify(m[1]).then(
       (ctx) => {
         const r = req as TicRequest;
-        r.tic = { ...r.tic, ...ctx };
+        // The request id (the request logger's, from X-Request-Id when the client sent a valid one)
+        // goes into the audit record of the access.
+        const requestId = (req as { id?: unknown }).id;
+        r.tic = { ...r.tic, ...ctx, ...(typeof requestId === 'string' ? { requestId } : {}) };
         next();
       },
       (e: unknown) => {

@@ -7,6 +7,7 @@
 // by side. How records become AuditEvents is the caller's (buildAuditEvents in @tic/auth groups the
 // records of one client and interaction into one event).
 import type { Resource } from '@medplum/fhirtypes';
+import type { AuditJournal, JournalEntry } from './audit-journal.ts';
 import type { Db } from './db.ts';
 import { newResourceRow } from './repository.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
@@ -26,10 +27,17 @@ export interface AuditQueueOptions {
   maxBatch?: number;
   /** INSERTs in flight at once (default 4). */
   maxFlushes?: number;
-  /** Records turned into AuditEvents per drain at most (default 250: one drain blocks the event loop for a few milliseconds, not tens, and a full batch is followed by the next at once). */
+  /** Records turned into AuditEvents per drain at most (default 1000: one drain blocks the event loop for ~10 ms, and a full batch is followed by the next at once). */
   drainBatch?: number;
   /** How record() commits (see QueryOptions.commit); default: synchronously. */
   commit?: 'relaxed';
+  /**
+   * Where record() makes records durable instead of audit_queue: a local journal (audit-journal.ts)
+   * whose records each drain also ships, exactly once, with the mark of how far it got.
+   */
+  journal?: AuditJournal;
+  /** Journal records shipped per audit-log row at most (default 1000). */
+  journalBatch?: number;
 }
 
 /** Keys whose Patient reference says whom a resource is about (the audit's patient), in order. */
@@ -75,10 +83,17 @@ export class AuditQueue {
   private readonly maxFlushes: number;
   private readonly drainBatch: number;
   private readonly commit: 'relaxed' | undefined;
+  private readonly journal: AuditJournal | undefined;
+  private readonly journalBatch: number;
+  private orphanTimer: NodeJS.Timeout | undefined;
   private pending: Pending[] = [];
   private flushes = 0;
   private timer: NodeJS.Timeout | undefined;
   private draining: Promise<number> | undefined;
+  private shipping: Promise<number> | undefined;
+  private recovering: Promise<void> | undefined;
+  private shippedRecords = 0;
+  private drainedRecords = 0;
   private stopped = false;
 
   constructor(db: Db, options: AuditQueueOptions) {
@@ -86,12 +101,15 @@ export class AuditQueue {
     this.build = options.build;
     this.maxBatch = options.maxBatch ?? 500;
     this.maxFlushes = options.maxFlushes ?? 4;
-    this.drainBatch = options.drainBatch ?? 250;
+    this.drainBatch = options.drainBatch ?? 1000;
     this.commit = options.commit;
+    this.journal = options.journal;
+    this.journalBatch = options.journalBatch ?? 1000;
   }
 
-  /** Resolves once the record is committed to the log. */
+  /** Resolves once the record is committed to the log (or durable in the journal). */
   record(ownerOrg: string | null, record: unknown): Promise<void> {
+    if (this.journal) return this.journal.append(ownerOrg, record);
     return new Promise((resolve, reject) => {
       this.pending.push({ owner: ownerOrg, content: JSON.stringify(record), resolve, reject });
       if (this.flushes < this.maxFlushes) void this.flush();
@@ -124,72 +142,201 @@ export class AuditQueue {
     return this.draining;
   }
 
-  /** Drains until the log is empty (auditors' reads, tests, shutdown). */
+  /** Ships the journal and drains until the log is empty (auditors' reads, tests, shutdown). */
   async drainAll(): Promise<void> {
+    // Files left by a process that is gone are shipped first (at start, recovery is under way).
+    await this.recovering?.catch(() => undefined);
+    while ((await this.ship()) > 0);
     while ((await this.drain()) > 0);
   }
 
+  /** Records shipped by this process and not yet drained by it (an estimate across replicas). */
+  get backlog(): number {
+    return Math.max(0, this.shippedRecords - this.drainedRecords);
+  }
+
   private async drainOnce(): Promise<number> {
-    return this.db.transaction(async (tx) => {
-      const taken = await tx.query<{ owner_org: string | null; content: string }>(
-        `DELETE FROM audit_queue WHERE seq IN (SELECT seq FROM audit_queue ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING owner_org, content`,
+    const n = await this.db.transaction(async (tx) => {
+      // Whole rows, oldest first, up to drainBatch records (at least one row): a journal shipment
+      // is one row of many records.
+      const taken = await tx.query<{ owner_org: string | null; content: string; records: number }>(
+        `WITH c AS (SELECT seq, records FROM audit_queue ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),
+        s AS (SELECT seq FROM (SELECT seq, records, sum(records) OVER (ORDER BY seq) AS upto FROM c) w WHERE upto - records < $1)
+        DELETE FROM audit_queue q USING s WHERE q.seq = s.seq RETURNING q.owner_org, q.content, q.records`,
         [this.drainBatch],
+        { prepare: true },
       );
       if (taken.rows.length === 0) return 0;
       const byOwner = new Map<string | null, unknown[]>();
       const rows: CompanionRow[] = [];
+      let records = 0;
       for (const r of taken.rows) {
-        const parsed = JSON.parse(r.content) as Record<string, unknown>;
+        records += r.records;
+        const parsed = JSON.parse(r.content) as Record<string, unknown> | Array<[string | null, unknown]>;
+        if (Array.isArray(parsed)) {
+          // A journal shipment: [owner, record] pairs.
+          for (const [owner, record] of parsed) addTo(byOwner, owner, record);
+          continue;
+        }
         // Rows queued before the compact record (whole AuditEvents) are stored as they are.
         if (parsed.resourceType === 'AuditEvent') {
           rows.push(newResourceRow(ownerCtx(r.owner_org), parsed as unknown as Resource));
           continue;
         }
-        const list = byOwner.get(r.owner_org);
-        if (list) list.push(parsed);
-        else byOwner.set(r.owner_org, [parsed]);
+        addTo(byOwner, r.owner_org, parsed);
       }
-      for (const [owner, records] of byOwner) {
-        for (const event of this.build(records, owner)) rows.push(newResourceRow(ownerCtx(owner), event));
+      for (const [owner, list] of byOwner) {
+        for (const event of this.build(list, owner)) rows.push(newResourceRow(ownerCtx(owner), event));
       }
       await insertNewResources(tx, rows);
-      return taken.rows.length;
+      return records;
     });
+    this.drainedRecords += n;
+    return n;
   }
 
-  /** Drains every `intervalMs` until stop(). */
-  start(intervalMs = 200, onError: (e: unknown) => void = () => undefined): void {
+  /**
+   * Moves up to one batch of the journal's written records into the audit log (one row, exactly
+   * once: the journal file's mark moves in the same transaction); returns how many.
+   */
+  ship(): Promise<number> {
+    if (!this.journal) return Promise.resolve(0);
+    this.shipping ??= this.shipOnce().finally(() => {
+      this.shipping = undefined;
+    });
+    return this.shipping;
+  }
+
+  private async shipOnce(): Promise<number> {
+    const journal = this.journal!;
+    const shipment = journal.take(this.journalBatch);
+    if (!shipment) return 0;
+    const n = await this.db.transaction((tx) => this.shipIn(tx, shipment.journal, shipment.entries));
+    journal.shipped(shipment.journal, shipment.entries.at(-1)!.end);
+    const removed = await journal.removeShipped();
+    if (removed.length > 0) await this.db.query('DELETE FROM audit_journal_mark WHERE journal = ANY($1::text[])', [removed]);
+    this.shippedRecords += n;
+    return shipment.entries.length;
+  }
+
+  /**
+   * Within the caller's transaction: locks the journal file's mark, queues the entries past it as
+   * one row and moves the mark to the last entry's end. Returns how many entries were queued
+   * (those at or before the mark were shipped already: a commit whose answer was lost, or another
+   * process shipping the same orphaned file).
+   */
+  private async shipIn(tx: Db, journal: string, entries: JournalEntry[]): Promise<number> {
+    const mark = await tx.query<{ shipped_to: string }>(
+      `INSERT INTO audit_journal_mark (journal, shipped_to) VALUES ($1, 0) ON CONFLICT (journal) DO UPDATE SET journal = EXCLUDED.journal RETURNING shipped_to`,
+      [journal],
+      { prepare: true },
+    );
+    const from = Number(mark.rows[0]!.shipped_to);
+    const fresh = entries.filter((e) => e.end > from);
+    if (fresh.length === 0) return 0;
+    await tx.query(
+      `WITH q AS (INSERT INTO audit_queue (owner_org, content, records) VALUES (NULL, $2, $3))
+      UPDATE audit_journal_mark SET shipped_to = $4 WHERE journal = $1`,
+      [journal, JSON.stringify(fresh.map((e) => [e.owner, e.record])), fresh.length, fresh.at(-1)!.end],
+      { prepare: true },
+    );
+    return fresh.length;
+  }
+
+  /**
+   * Ships the journal files left by processes that are gone (a crash or restart on the same
+   * directory) from their marks, then removes them. Returns how many records were shipped.
+   */
+  async recoverJournal(): Promise<number> {
+    const journal = this.journal;
+    if (!journal) return 0;
+    let total = 0;
+    for (const name of await journal.orphans()) {
+      const mark = await this.db.query<{ shipped_to: string }>('SELECT shipped_to FROM audit_journal_mark WHERE journal = $1', [name]);
+      const entries = await journal.readFrom(name, Number(mark.rows[0]?.shipped_to ?? 0));
+      for (let i = 0; i < entries.length; i += this.journalBatch) {
+        const chunk = entries.slice(i, i + this.journalBatch);
+        total += await this.db.transaction((tx) => this.shipIn(tx, name, chunk));
+      }
+      await journal.remove(name);
+      await this.db.query('DELETE FROM audit_journal_mark WHERE journal = $1', [name]);
+    }
+    this.shippedRecords += total;
+    return total;
+  }
+
+  /**
+   * Every `intervalMs` until stop(): ships the journal, and turns queued records into AuditEvents
+   * while the process has time to spare (`idle()`, e.g. its event loop mostly waiting) or the
+   * backlog is over `maxBacklog` records. Under a saturating load the AuditEvents wait (the records
+   * are durable already); an auditor's search drains everything first (drainAll).
+   */
+  start(intervalMs = 200, onError: (e: unknown) => void = () => undefined, policy: { idle?: () => boolean; maxBacklog?: number } = {}): void {
     if (this.timer) return;
     this.stopped = false;
-    const tick = () => {
+    const idle = policy.idle ?? (() => true);
+    const maxBacklog = policy.maxBacklog ?? 100_000;
+    const tick = async (): Promise<boolean> => {
+      let more = (await this.ship()) >= this.journalBatch;
+      if (idle() || this.backlog > maxBacklog) more = (await this.drain()) >= this.drainBatch || more;
+      return more;
+    };
+    const schedule = (ms: number) => {
       if (this.stopped) return;
-      this.drain().then(
-        (n) => {
-          if (this.stopped) return;
-          // A full batch: there is more; go again at once.
-          this.timer = setTimeout(tick, n >= this.drainBatch ? 0 : intervalMs);
-          this.timer.unref();
-        },
+      this.timer = setTimeout(run, ms);
+      this.timer.unref();
+    };
+    const run = () => {
+      if (this.stopped) return;
+      tick().then(
+        // A full batch: there is more; go again at once.
+        (more) => schedule(more ? 0 : intervalMs),
         (e: unknown) => {
-          if (this.stopped) return;
           onError(e);
-          this.timer = setTimeout(tick, intervalMs);
-          this.timer.unref();
+          schedule(intervalMs);
         },
       );
     };
-    this.timer = setTimeout(tick, intervalMs);
-    this.timer.unref();
+    schedule(intervalMs);
+    if (this.journal) {
+      // Files of processes that are gone: at start, then every minute (a sibling process on the same
+      // directory may die while this one runs).
+      const recover = () => {
+        if (this.stopped) return;
+        this.recovering = this.recoverJournal().then(
+          () => undefined,
+          (e: unknown) => onError(e),
+        );
+      };
+      recover();
+      this.orphanTimer = setInterval(recover, 60_000);
+      this.orphanTimer.unref();
+    }
   }
 
-  /** Stops the timer and drains what is queued. */
+  /** Stops the timers and drains what is queued (with a journal: ships what it holds first). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
     this.timer = undefined;
+    this.orphanTimer = undefined;
     await this.draining;
+    await this.shipping;
+    await this.journal?.seal();
     await this.drainAll();
+    if (this.journal) {
+      // Files whose records are all shipped go; any other stays for the next process to ship.
+      const removed = await this.journal.close();
+      if (removed.length > 0) await this.db.query('DELETE FROM audit_journal_mark WHERE journal = ANY($1::text[])', [removed]);
+    }
   }
+}
+
+function addTo(byOwner: Map<string | null, unknown[]>, owner: string | null, record: unknown): void {
+  const list = byOwner.get(owner);
+  if (list) list.push(record);
+  else byOwner.set(owner, [record]);
 }
 
 const ownerCtx = (owner: string | null) => (owner ? { organization: owner } : { system: true });

@@ -7,3 +7,4 @@ export * from './repository.ts';
 export * from './search.ts';
 export * from './write.ts';
 export * from './audit-queue.ts';
+export * from './audit-journal.ts';

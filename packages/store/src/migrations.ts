@@ -230,6 +230,20 @@ DROP INDEX sp_date_span_idx;
     // insertions and WAL records (docs/benchmarks.md, issue 5).
     sql: `DROP INDEX IF EXISTS sp_token_search_1_idx;`,
   },
+  {
+    version: 20,
+    name: 'audit journal: shipments of many records per audit-log row, and how far each journal file has been shipped',
+    // Reads, searches and refusals are audited in a local journal file made durable before the
+    // response (audit-journal.ts); the drain ships its records as AuditEvents and moves the file's
+    // mark in the same transaction, so each record is shipped once (decision 0005).
+    sql: `
+ALTER TABLE audit_queue ADD COLUMN records integer NOT NULL DEFAULT 1;
+CREATE TABLE audit_journal_mark (
+  journal text PRIMARY KEY,
+  shipped_to bigint NOT NULL
+);
+`,
+  },
 ];
 
 /** Re-indexes the stored resources of every type whose indexing planDerived changed (migration 11). */

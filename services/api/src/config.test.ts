@@ -23,8 +23,11 @@ describe('loadConfig', () => {
     expect(loadConfig({ AUDIT_READS: 'off' }).auditReads).toBe(false);
     expect(() => loadConfig({ AUDIT_READS: 'off', TIC_ENV: 'production' })).toThrow(/refused in production/);
   });
-  it('commits read audit records relaxed unless told to wait for the disk', () => {
-    expect(loadConfig({}).auditReadCommit).toBe('relaxed');
+  it('audits reads in the local journal unless told to commit them to PostgreSQL', () => {
+    expect(loadConfig({}).auditReadCommit).toBe('journal');
+    expect(loadConfig({ AUDIT_READ_COMMIT: 'relaxed' }).auditReadCommit).toBe('relaxed');
+    expect(loadConfig({ DATA_DIR: '/srv/d' }).auditJournalDir).toBe('/srv/d/audit-journal');
+    expect(loadConfig({ AUDIT_JOURNAL_DIR: '/var/tic/j' }).auditJournalDir).toBe('/var/tic/j');
     expect(loadConfig({ AUDIT_READ_COMMIT: 'sync' }).auditReadCommit).toBe('sync');
     expect(() => loadConfig({ AUDIT_READ_COMMIT: 'later' })).toThrow(/auditReadCommit/);
   });

@@ -34,8 +34,20 @@ export interface ApiConfig {
    * benchmark; production refuses it.
    */
   auditReads: boolean;
-  /** How a read's audit record is committed: 'relaxed' (default) or 'sync' (decision 0004). */
-  auditReadCommit: 'relaxed' | 'sync';
+  /**
+   * How the audit record of a read, search or refusal is made durable before the response:
+   * 'journal' (default: a local file, written and fdatasync'ed, shipped to PostgreSQL in batches;
+   * decision 0005), 'sync' or 'relaxed' (a row committed to PostgreSQL, waiting for the disk or not;
+   * decision 0004).
+   */
+  auditReadCommit: 'journal' | 'relaxed' | 'sync';
+  /** The audit journal's directory (default `<dataDir>/audit-journal`); one per server process host. */
+  auditJournalDir: string;
+  /**
+   * How often the journal is fdatasync'ed in the background, in ms (default 100); 0: before each
+   * response (group commit), so that not even a machine crash loses a record.
+   */
+  auditJournalSyncMs: number;
   /** Delivery attempts of a referral before the Task is marked "delivery failed". */
   referralMaxAttempts: number;
   /** Run the job worker in this process (PostgreSQL only); WORKER=off when it runs separately. */
@@ -50,7 +62,7 @@ export interface ApiConfig {
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['port', 'host', 'publicUrl', 'dataDir', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts', 'worker'],
+  required: ['port', 'host', 'publicUrl', 'dataDir', 'auditJournalDir', 'auditJournalSyncMs', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts', 'worker'],
   properties: {
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     host: { type: 'string', minLength: 1 },
@@ -79,7 +91,9 @@ const schema = {
     shutdownTimeoutMs: { type: 'integer', minimum: 0 },
     referralMaxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
     auditReads: { type: 'boolean' },
-    auditReadCommit: { enum: ['relaxed', 'sync'] },
+    auditReadCommit: { enum: ['journal', 'relaxed', 'sync'] },
+    auditJournalDir: { type: 'string', minLength: 1 },
+    auditJournalSyncMs: { type: 'integer', minimum: 0, maximum: 10000 },
     worker: { type: 'boolean' },
     referralTargetsFile: { type: 'string' },
     referralCredentialsFile: { type: 'string' },
@@ -106,12 +120,13 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
   const port = int(env.PORT, 'PORT') ?? 8080;
   const environment = env.TIC_ENV === 'production' || env.NODE_ENV === 'production' ? 'production' : 'development';
   const databaseUrl = env.DATABASE_URL || undefined;
+  const dataDir = resolve(cwd, env.DATA_DIR ?? 'data');
   const config: ApiConfig = {
     port,
     host: env.HOST ?? '0.0.0.0',
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     databaseUrl,
-    dataDir: resolve(cwd, env.DATA_DIR ?? 'data'),
+    dataDir,
     poolSize: int(env.PG_POOL_SIZE, 'PG_POOL_SIZE') ?? 20,
     environment,
     logLevel: (env.LOG_LEVEL as ApiConfig['logLevel']) ?? 'info',
@@ -129,7 +144,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
     shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
     referralMaxAttempts: int(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
     auditReads: bool(env.AUDIT_READS) ?? true,
-    auditReadCommit: (env.AUDIT_READ_COMMIT ?? 'relaxed') as ApiConfig['auditReadCommit'],
+    auditReadCommit: (env.AUDIT_READ_COMMIT ?? 'journal') as ApiConfig['auditReadCommit'],
+    auditJournalDir: resolve(cwd, env.AUDIT_JOURNAL_DIR ?? resolve(dataDir, 'audit-journal')),
+    auditJournalSyncMs: int(env.AUDIT_JOURNAL_SYNC_MS, 'AUDIT_JOURNAL_SYNC_MS') ?? 100,
     worker: !['off', 'false', '0', 'no'].includes((env.WORKER ?? '').trim().toLowerCase()),
     referralTargetsFile: env.REFERRAL_TARGETS_FILE,
     referralCredentialsFile: env.REFERRAL_CREDENTIALS_FILE,

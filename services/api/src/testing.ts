@@ -1,5 +1,8 @@
 // Test harness: the real API on a fresh database (PostgreSQL when DATABASE_URL is set, else PGlite),
 // with registered clients of different organisations that obtain real tokens from the token endpoint.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import type { JWK } from 'jose';
 import { pino } from 'pino';
@@ -47,7 +50,10 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
   const kind = options.kind ?? (process.env.DATABASE_URL ? 'postgres' : 'pglite');
   const db = await openTestDatabase(kind);
   const publicUrl = options.publicUrl ?? 'http://127.0.0.1:8080';
-  const config = loadConfig({ PUBLIC_URL: publicUrl, DATA_DIR: `/tmp/tic-test-${process.pid}`, DEMO_DATA: 'false', LOG_LEVEL: 'silent', ...options.env });
+  // Each app its own audit journal directory: a journal left behind is shipped by the next app that
+  // starts on the directory, and another test's belongs to another test's database.
+  const journalDir = mkdtempSync(join(tmpdir(), 'tic-test-journal-'));
+  const config = loadConfig({ PUBLIC_URL: publicUrl, DATA_DIR: `/tmp/tic-test-${process.pid}`, AUDIT_JOURNAL_DIR: journalDir, DEMO_DATA: 'false', LOG_LEVEL: 'silent', ...options.env });
   // Keys are registered up front; createApi validates the registry once.
   const pending = new Map<string, { registration: ClientRegistration; jwk: JWK }>();
   const names = ['a', 'b', 'c', 'auditor', 'sensitive', 'narrow', 'd', 'e'];
@@ -86,6 +92,7 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
     async close() {
       await api.close();
       await db.drop();
+      rmSync(journalDir, { recursive: true, force: true });
     },
   };
 }

@@ -99,6 +99,8 @@ export async function startApi(options: { databaseUrl: string; clientsFile: stri
     DATA_DIR: `/tmp/tic-bench-${process.pid}`,
     // The API alone is measured; the job worker runs as its own process in production.
     WORKER: 'off',
+    // The audit settings under test (AUDIT_READ_COMMIT, AUDIT_JOURNAL_SYNC_MS, ...) pass through.
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('AUDIT_'))),
     ...options.env,
   };
   return startChild(args, env, port, '/healthz');

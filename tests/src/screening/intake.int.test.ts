@@ -92,7 +92,8 @@ describe('instruments are seeded once and searchable', () => {
   it('a second API started on the same database does not duplicate them', async () => {
     const config = loadConfig({ PUBLIC_URL: t.publicUrl, DATA_DIR: `/tmp/tic-test-${process.pid}`, DEMO_DATA: 'false', LOG_LEVEL: 'silent' });
     const before = await countData(t);
-    await createApi({ config, db: t.db.db, logger: pino({ level: 'silent' }) });
+    const second = await createApi({ config, db: t.db.db, logger: pino({ level: 'silent' }) });
+    await second.close();
     expect((await countData(t)).resources).toBe(before.resources);
     for (const id of INSTRUMENTS) {
       const found = await ok<Bundle>(await s.get(`Questionnaire?url=${encodeURIComponent(`${BASE}/Questionnaire/${id}`)}&version=1.0.0`));

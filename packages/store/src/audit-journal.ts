@@ -1,0 +1,350 @@
+// The audit journal: a local append-only file in which the audit records of reads, searches and
+// refusals are written before the response leaves, without a database write on the response path
+// (docs/decisions/0005-audit-journal.md). The records appended during one turn of the event loop
+// are written together, with one write(2), before their callers resume; the file is fdatasync'ed
+// every `syncMs` in the background (default 100 ms), or before the callers resume when `syncMs` is
+// 0. Once written, a record survives a crash of this server (and of PostgreSQL); a crash of the
+// machine can lose what was written since the last fdatasync, unless `syncMs` is 0.
+// The audit queue (audit-queue.ts) ships the written records to PostgreSQL as AuditEvents in
+// batches, recording how far each journal file has been shipped in the same transaction
+// (audit_journal_mark), so a record is shipped exactly once whether this process goes on, crashes
+// or is restarted: a file left by a process that is gone is shipped from its mark by the next
+// process that starts on the same directory, then removed.
+//
+// One line per record: JSON `[owner organisation or null, record]`. A line without its newline at
+// the end of a file is a write that never completed (its caller got an error) and is ignored.
+import { randomUUID } from 'node:crypto';
+import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** A record as shipped: its owner organisation, the record, and the file offset just past its line. */
+export interface JournalEntry {
+  owner: string | null;
+  record: unknown;
+  end: number;
+}
+
+interface Pending {
+  owner: string | null;
+  record: unknown;
+  line: string;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+interface JournalFile {
+  name: string;
+  fd: number;
+  /** Bytes written. */
+  size: number;
+  /** Written since the last fdatasync began. */
+  dirty: boolean;
+  /** An fdatasync in flight (the descriptor stays open until it ends). */
+  syncing: boolean;
+  /** Written records not yet shipped, in file order. */
+  unshipped: JournalEntry[];
+  /** No more appends (rotated, or a write failed): removed once everything in it is shipped. */
+  retired: boolean;
+}
+
+export interface AuditJournalOptions {
+  /**
+   * fdatasync the file every this many milliseconds in the background (default 100); 0: before
+   * the callers of append() resume (group commit: one write and one fdatasync in flight at a time).
+   */
+  syncMs?: number;
+  /** Start a new file once the current one holds this many bytes (default 64 MiB). */
+  rotateBytes?: number;
+  /** A background fdatasync failed (the records stay shipped from memory; the file is retired). */
+  onError?: (e: unknown) => void;
+}
+
+const FILE_PATTERN = /^audit-(\d+)-([0-9a-f-]{36})\.jsonl$/;
+
+/** Files open in this process (several journals may share a directory in tests): never orphans. */
+const openHere = new Set<string>();
+
+export class AuditJournal {
+  readonly dir: string;
+  private readonly syncMs: number;
+  private readonly rotateBytes: number;
+  private readonly onError: (e: unknown) => void;
+  private current: JournalFile | undefined;
+  /** Files of this process, oldest first (the current one last). */
+  private files: JournalFile[] = [];
+  private pending: Pending[] = [];
+  private scheduled = false;
+  private flushing: Promise<void> | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(dir: string, options: AuditJournalOptions) {
+    this.dir = dir;
+    this.syncMs = options.syncMs ?? 100;
+    this.rotateBytes = options.rotateBytes ?? 64 * 1024 * 1024;
+    this.onError = options.onError ?? (() => undefined);
+  }
+
+  /** Opens a journal in `dir` (created if missing) with a new file of this process. */
+  static open(dir: string, options: AuditJournalOptions = {}): AuditJournal {
+    mkdirSync(dir, { recursive: true });
+    const journal = new AuditJournal(dir, options);
+    journal.openFile();
+    if (journal.syncMs > 0) {
+      journal.syncTimer = setInterval(() => journal.syncDirty(), journal.syncMs);
+      journal.syncTimer.unref();
+    }
+    return journal;
+  }
+
+  private openFile(): JournalFile {
+    const name = `audit-${process.pid}-${randomUUID()}.jsonl`;
+    const fd = openSync(join(this.dir, name), 'wx');
+    const file: JournalFile = { name, fd, size: 0, dirty: false, syncing: false, unshipped: [], retired: false };
+    openHere.add(name);
+    this.files.push(file);
+    this.current = file;
+    return file;
+  }
+
+  /**
+   * Resolves once the record is written to the journal (and fdatasync'ed, when `syncMs` is 0);
+   * rejects if it could not be.
+   */
+  append(owner: string | null, record: unknown): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('The audit journal is closed'));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ owner, record, line: `${JSON.stringify([owner, record])}\n`, resolve, reject });
+      if (this.syncMs === 0) {
+        this.flushing ??= this.flushLoop().finally(() => {
+          this.flushing = undefined;
+        });
+      } else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flushNow());
+      }
+    });
+  }
+
+  /** The file to append to (a new one after a failure, or when the current one is full). */
+  private target(): JournalFile {
+    let file = this.current;
+    if (!file || file.retired || file.size >= this.rotateBytes) {
+      if (file) file.retired = true;
+      file = this.openFile();
+    }
+    return file;
+  }
+
+  /** Records the batch as written at the end of `file`. */
+  private written(file: JournalFile, batch: Pending[]): void {
+    let end = file.size;
+    for (const p of batch) {
+      end += Buffer.byteLength(p.line, 'utf8');
+      file.unshipped.push({ owner: p.owner, record: p.record, end });
+    }
+    file.size = end;
+    file.dirty = true;
+  }
+
+  /** Writes what is pending with one write(2) (page cache; the background sync makes it durable). */
+  private flushNow(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    let file: JournalFile | undefined;
+    try {
+      file = this.target();
+      const bytes = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
+      let done = 0;
+      while (done < bytes.length) done += writeSync(file.fd, bytes, done, bytes.length - done);
+      this.written(file, batch);
+    } catch (e) {
+      // The file's tail is unknown now (a partial write): nothing more is appended to it. What it
+      // holds before is still shipped; this batch's callers get the error, the next opens a new file.
+      if (file) file.retired = true;
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    for (const p of batch) p.resolve();
+  }
+
+  /** syncMs 0: one write and one fdatasync at a time; what arrives meanwhile goes in the next. */
+  private async flushLoop(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      let file: JournalFile | undefined;
+      try {
+        file = this.target();
+        const fd = file.fd;
+        const bytes = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
+        let done = 0;
+        while (done < bytes.length) {
+          done += await new Promise<number>((resolve, reject) => {
+            write(fd, bytes, done, bytes.length - done, null, (e, n) => (e ? reject(e) : resolve(n)));
+          });
+        }
+        await new Promise<void>((resolve, reject) => {
+          fdatasync(fd, (e) => (e ? reject(e) : resolve()));
+        });
+        this.written(file, batch);
+        file.dirty = false;
+      } catch (e) {
+        if (file) file.retired = true;
+        for (const p of batch) p.reject(e);
+        continue;
+      }
+      for (const p of batch) p.resolve();
+    }
+  }
+
+  /** The background fdatasync of every file written since its last one. */
+  private syncDirty(): void {
+    for (const f of this.files) {
+      if (!f.dirty || f.syncing) continue;
+      f.dirty = false;
+      f.syncing = true;
+      fdatasync(f.fd, (e) => {
+        f.syncing = false;
+        if (e) {
+          f.retired = true;
+          this.onError(e);
+        }
+      });
+    }
+  }
+
+  /**
+   * Up to `max` durable records not yet shipped, all of one file (the oldest with any), with the
+   * file's name; undefined when there are none.
+   */
+  take(max: number): { journal: string; entries: JournalEntry[] } | undefined {
+    for (const f of this.files) {
+      if (f.unshipped.length > 0) return { journal: f.name, entries: f.unshipped.slice(0, max) };
+    }
+    return undefined;
+  }
+
+  /** Forgets the records of `journal` up to offset `end` (committed as shipped). */
+  shipped(journal: string, end: number): void {
+    const f = this.files.find((x) => x.name === journal);
+    if (!f) return;
+    let i = 0;
+    while (i < f.unshipped.length && f.unshipped[i]!.end <= end) i++;
+    f.unshipped.splice(0, i);
+  }
+
+  /** Retired files whose records are all shipped: closes and deletes them; returns their names. */
+  async removeShipped(): Promise<string[]> {
+    const done = this.files.filter((f) => f.retired && f.unshipped.length === 0 && !f.syncing && f !== this.current);
+    for (const f of done) {
+      openHere.delete(f.name);
+      closeQuietly(f.fd);
+      await unlink(join(this.dir, f.name)).catch(() => undefined);
+    }
+    this.files = this.files.filter((f) => !done.includes(f));
+    return done.map((f) => f.name);
+  }
+
+  /** Whether records are waiting to be written or shipped. */
+  get backlog(): number {
+    return this.pending.length + this.files.reduce((n, f) => n + f.unshipped.length, 0);
+  }
+
+  /**
+   * Journal files in the directory that no running process writes: those of an earlier process
+   * (a crash, a restart) on this directory. A file of a process id that is alive and not this one
+   * is another live server's (a directory must not be shared between hosts).
+   */
+  async orphans(): Promise<string[]> {
+    const names = await readdir(this.dir);
+    return names.filter((n) => {
+      const m = FILE_PATTERN.exec(n);
+      if (!m || openHere.has(n)) return false;
+      const pid = Number(m[1]);
+      return pid === process.pid || !processAlive(pid);
+    });
+  }
+
+  /** The complete records of a journal file from byte `from` (a torn last line is left out). */
+  async readFrom(name: string, from: number): Promise<JournalEntry[]> {
+    const buf = await readFile(join(this.dir, name));
+    const entries: JournalEntry[] = [];
+    let start = from;
+    for (;;) {
+      const nl = buf.indexOf(10, start);
+      if (nl < 0) break;
+      const end = nl + 1;
+      try {
+        const [owner, record] = JSON.parse(buf.toString('utf8', start, nl)) as [string | null, unknown];
+        entries.push({ owner, record, end });
+      } catch {
+        // Not a line this journal wrote whole (only a failed write leaves one, and its caller got the
+        // error); the records after it are still shipped.
+      }
+      start = end;
+    }
+    return entries;
+  }
+
+  async remove(name: string): Promise<void> {
+    await unlink(join(this.dir, name)).catch(() => undefined);
+  }
+
+  /** Refuses further appends, writes what is pending and waits for the writes in flight. */
+  async seal(): Promise<void> {
+    this.closed = true;
+    if (this.scheduled) this.flushNow();
+    while (this.flushing) await this.flushing;
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.syncTimer = undefined;
+  }
+
+  /**
+   * Waits for the writes in flight, then closes every file; deletes those whose records are all
+   * shipped and returns their names (the others stay for the next process to ship).
+   */
+  async close(): Promise<string[]> {
+    await this.seal();
+    while (this.files.some((f) => f.syncing)) await new Promise((r) => setTimeout(r, 5));
+    const removed: string[] = [];
+    for (const f of this.files) {
+      openHere.delete(f.name);
+      if (f.dirty && f.unshipped.length > 0) {
+        try {
+          fdatasyncSync(f.fd);
+        } catch (e) {
+          this.onError(e);
+        }
+      }
+      closeQuietly(f.fd);
+      if (f.unshipped.length === 0) {
+        await unlink(join(this.dir, f.name)).catch(() => undefined);
+        removed.push(f.name);
+      }
+    }
+    this.files = [];
+    this.current = undefined;
+    return removed;
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
