@@ -39,7 +39,7 @@ run('transaction Bundle: statements per Bundle', () => {
     // Warm-up (first use compiles and caches), then measure a second Bundle with the audit queue's
     // background drain stopped, so only the request's own statements are counted.
     expect((await a.post('', bundle())).status).toBe(200);
-    await t.api.close();
+    await t.api.pauseAudit();
     statements.length = 0;
     const res = await a.post('', bundle());
     const during = [...statements];

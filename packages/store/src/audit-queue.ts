@@ -314,8 +314,8 @@ export class AuditQueue {
     }
   }
 
-  /** Stops the timers and drains what is queued (with a journal: ships what it holds first). */
-  async stop(): Promise<void> {
+  /** Stops the background work (shipping, building, recovery) and leaves the log as it is (tests). */
+  async pause(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.orphanTimer) clearInterval(this.orphanTimer);
@@ -323,6 +323,12 @@ export class AuditQueue {
     this.orphanTimer = undefined;
     await this.draining;
     await this.shipping;
+    await this.recovering;
+  }
+
+  /** Stops the timers and drains what is queued (with a journal: ships what it holds first). */
+  async stop(): Promise<void> {
+    await this.pause();
     await this.journal?.seal();
     await this.drainAll();
     if (this.journal) {

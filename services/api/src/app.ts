@@ -48,6 +48,8 @@ export interface Api {
   systemRepository(): Repository;
   /** Turns every queued read AuditEvent into a stored AuditEvent now (tests; shutdown). */
   drainAudit(): Promise<void>;
+  /** Stops the audit log's background work (shipping, building) and leaves it as it is (tests). */
+  pauseAudit(): Promise<void>;
   /** Stops background work (the audit queue's drain) after draining it. */
   close(): Promise<void>;
 }
@@ -221,6 +223,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
     },
     systemRepository,
     drainAudit: () => auditQueue.drainAll(),
+    pauseAudit: () => auditQueue.pause(),
     close: () => auditQueue.stop(),
   };
 }

@@ -42,7 +42,7 @@ run('scored intake: statements per response', () => {
     // Warm-up (first use compiles and caches), then measure a second response with the audit
     // queue's background drain stopped, so only the request's own statements are counted.
     await ok(await s.post('QuestionnaireResponse', qr), 201);
-    await t.api.close();
+    await t.api.pauseAudit();
     qr.identifier = { system: 'https://ehr.example.org/screening', value: unique() };
     statements.length = 0;
     const validator = t.api.validator;
