@@ -19,7 +19,7 @@ import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** A record as shipped: its owner organisation, the record, and the file offset just past its line. */
-export interface JournalEntry {
+export interface AuditJournalEntry {
   owner: string | null;
   record: unknown;
   end: number;
@@ -43,7 +43,7 @@ interface JournalFile {
   /** An fdatasync in flight (the descriptor stays open until it ends). */
   syncing: boolean;
   /** Written records not yet shipped, in file order. */
-  unshipped: JournalEntry[];
+  unshipped: AuditJournalEntry[];
   /** No more appends (rotated, or a write failed): removed once everything in it is shipped. */
   retired: boolean;
 }
@@ -221,7 +221,7 @@ export class AuditJournal {
    * Up to `max` durable records not yet shipped, all of one file (the oldest with any), with the
    * file's name; undefined when there are none.
    */
-  take(max: number): { journal: string; entries: JournalEntry[] } | undefined {
+  take(max: number): { journal: string; entries: AuditJournalEntry[] } | undefined {
     for (const f of this.files) {
       if (f.unshipped.length > 0) return { journal: f.name, entries: f.unshipped.slice(0, max) };
     }
@@ -270,9 +270,9 @@ export class AuditJournal {
   }
 
   /** The complete records of a journal file from byte `from` (a torn last line is left out). */
-  async readFrom(name: string, from: number): Promise<JournalEntry[]> {
+  async readFrom(name: string, from: number): Promise<AuditJournalEntry[]> {
     const buf = await readFile(join(this.dir, name));
-    const entries: JournalEntry[] = [];
+    const entries: AuditJournalEntry[] = [];
     let start = from;
     for (;;) {
       const nl = buf.indexOf(10, start);

@@ -7,7 +7,7 @@
 // by side. How records become AuditEvents is the caller's (buildAuditEvents in @tic/auth groups the
 // records of one client and interaction into one event).
 import type { Resource } from '@medplum/fhirtypes';
-import type { AuditJournal, JournalEntry } from './audit-journal.ts';
+import type { AuditJournal, AuditJournalEntry } from './audit-journal.ts';
 import type { Db } from './db.ts';
 import { newResourceRow } from './repository.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
@@ -225,7 +225,7 @@ export class AuditQueue {
    * (those at or before the mark were shipped already: a commit whose answer was lost, or another
    * process shipping the same orphaned file).
    */
-  private async shipIn(tx: Db, journal: string, entries: JournalEntry[]): Promise<number> {
+  private async shipIn(tx: Db, journal: string, entries: AuditJournalEntry[]): Promise<number> {
     const mark = await tx.query<{ shipped_to: string }>(
       `INSERT INTO audit_journal_mark (journal, shipped_to) VALUES ($1, 0) ON CONFLICT (journal) DO UPDATE SET journal = EXCLUDED.journal RETURNING shipped_to`,
       [journal],
