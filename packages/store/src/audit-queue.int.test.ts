@@ -129,6 +129,9 @@ describe.each(testDatabaseKinds())('a read audited in its own statement on %s', 
       await a.create({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: 'Group/g1' } }),
       await a.create({ resourceType: 'Observation', status: 'final', code: { text: 'x' } }),
       await a.create({ resourceType: 'Coverage', status: 'active', beneficiary: { reference: `Patient/${patient.id}` }, payor: [{ reference: 'Organization/x' }] }),
+      // Types whose patient is found by their `patient` search parameter, not a plain element.
+      await a.create({ resourceType: 'Appointment', status: 'booked', participant: [{ actor: { reference: 'Practitioner/p1' }, status: 'accepted' }, { actor: { reference: `Patient/${patient.id}` }, status: 'accepted' }] }),
+      await a.create({ resourceType: 'Provenance', target: [{ reference: `Patient/${patient.id}` }], recorded: '2026-11-26T00:00:00Z', agent: [{ who: { reference: 'Organization/a' } }] }),
     ];
     for (const r of resources) {
       const read = await a.readAudited(r.resourceType, r.id!, { ownerOrg: 'Organization/a', record: { marker: `m-${r.id}` } });
@@ -139,6 +142,8 @@ describe.each(testDatabaseKinds())('a read audited in its own statement on %s', 
     }
     expect(patientOf(resources[1])).toBe(`Patient/${patient.id}`);
     expect(patientOf(resources[3])).toBeUndefined();
+    expect(patientOf(resources[6])).toBe(`Patient/${patient.id}`);
+    expect(patientOf(resources[7])).toBe(`Patient/${patient.id}`);
     // Hidden from another organisation, missing, deleted: an error, and no record.
     await expect(b.readAudited('Patient', patient.id!, { ownerOrg: 'Organization/b', record: { marker: 'hidden-1' } })).rejects.toThrow(/not found/);
     await expect(a.readAudited('Patient', 'nope', { ownerOrg: 'Organization/a', record: { marker: 'missing-1' } })).rejects.toThrow(/not found/);

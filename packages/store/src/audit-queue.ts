@@ -9,6 +9,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { AuditJournal, AuditJournalEntry } from './audit-journal.ts';
 import type { Db } from './db.ts';
+import { referencesOf } from './indexer.ts';
 import { newResourceRow } from './repository.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
 import { insertNewResources } from './write.ts';
@@ -43,7 +44,11 @@ export interface AuditQueueOptions {
 /** Keys whose Patient reference says whom a resource is about (the audit's patient), in order. */
 const PATIENT_KEYS = ['subject', 'patient', 'for', 'beneficiary'];
 
-/** The Patient a resource is about, when it says so plainly (the audit's `patient` entity). */
+/**
+ * The Patient a resource is about (the audit's `patient` entity): the Patient itself, the Patient
+ * its subject, patient, for or beneficiary refers to, or else the first Patient its `patient`
+ * search parameter finds (Appointment's participant, Provenance's target, ...).
+ */
 export function patientOf(resource: Resource | undefined): string | undefined {
   if (!resource) return undefined;
   if (resource.resourceType === 'Patient') return `Patient/${resource.id}`;
@@ -52,7 +57,7 @@ export function patientOf(resource: Resource | undefined): string | undefined {
     const ref = r[key]?.reference;
     if (typeof ref === 'string' && ref.startsWith('Patient/')) return ref;
   }
-  return undefined;
+  return referencesOf(resource, 'patient').find((x) => x.startsWith('Patient/'));
 }
 
 /**

@@ -459,6 +459,31 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
 }
 
 /**
+ * The local references ("Patient/1") a resource's reference parameter `code` holds, evaluated alone
+ * (the audit's patient of a type whose patient is not plainly its subject, patient, for or
+ * beneficiary). Empty when the type has no such parameter.
+ */
+export function referencesOf(resource: Resource, code: string): string[] {
+  const p = compiledParamsFor(resource.resourceType).find((x) => x.code === code && x.type === 'reference');
+  if (!p) return [];
+  let values: TypedValue[];
+  try {
+    values = p.fast ? p.fast(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(p.atom, [toTypedValue(resource)]);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const tv of values) {
+    const v = tv.value as { reference?: unknown } | string | undefined;
+    const ref = typeof v === 'string' ? v : typeof v?.reference === 'string' ? v.reference : undefined;
+    if (!ref) continue;
+    const { type, id } = parseReference(ref);
+    if (type && id) out.push(`${type}/${id}`);
+  }
+  return out;
+}
+
+/**
  * `grp` of an sp_date hull row. When a resource has several values for one date parameter, one
  * more row under the same code spans them all: [earliest low, latest high). For every prefix but
  * `ap` a search answers the same with or without that row (each prefix's condition holds for the
