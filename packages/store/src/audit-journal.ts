@@ -18,16 +18,13 @@ import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, write, writeS
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** A record as shipped: its owner organisation, the record, and the file offset just past its line. */
+/** A written record: its line's JSON (`[owner, record]`, no newline) and the file offset just past the line. */
 export interface AuditJournalEntry {
-  owner: string | null;
-  record: unknown;
+  json: string;
   end: number;
 }
 
 interface Pending {
-  owner: string | null;
-  record: unknown;
   line: string;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -115,7 +112,7 @@ export class AuditJournal {
   append(owner: string | null, record: unknown): Promise<void> {
     if (this.closed) return Promise.reject(new Error('The audit journal is closed'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ owner, record, line: `${JSON.stringify([owner, record])}\n`, resolve, reject });
+      this.pending.push({ line: `${JSON.stringify([owner, record])}\n`, resolve, reject });
       if (this.syncMs === 0) {
         this.flushing ??= this.flushLoop().finally(() => {
           this.flushing = undefined;
@@ -142,7 +139,7 @@ export class AuditJournal {
     let end = file.size;
     for (const p of batch) {
       end += Buffer.byteLength(p.line, 'utf8');
-      file.unshipped.push({ owner: p.owner, record: p.record, end });
+      file.unshipped.push({ json: p.line.slice(0, -1), end });
     }
     file.size = end;
     file.dirty = true;
@@ -279,8 +276,10 @@ export class AuditJournal {
       if (nl < 0) break;
       const end = nl + 1;
       try {
-        const [owner, record] = JSON.parse(buf.toString('utf8', start, nl)) as [string | null, unknown];
-        entries.push({ owner, record, end });
+        const json = buf.toString('utf8', start, nl);
+        const parsed = JSON.parse(json) as unknown;
+        if (!Array.isArray(parsed) || parsed.length !== 2) throw new Error('not a journal line');
+        entries.push({ json, end });
       } catch {
         // Not a line this journal wrote whole (only a failed write leaves one, and its caller got the
         // error); the records after it are still shipped.

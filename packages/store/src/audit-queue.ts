@@ -242,7 +242,8 @@ export class AuditQueue {
     await tx.query(
       `WITH q AS (INSERT INTO audit_queue (owner_org, content, records) VALUES (NULL, $2, $3))
       UPDATE audit_journal_mark SET shipped_to = $4 WHERE journal = $1`,
-      [journal, JSON.stringify(fresh.map((e) => [e.owner, e.record])), fresh.length, fresh.at(-1)!.end],
+      // The lines are JSON already: the row is their array, not serialised again.
+      [journal, `[${fresh.map((e) => e.json).join(',')}]`, fresh.length, fresh.at(-1)!.end],
       { prepare: true },
     );
     return fresh.length;
