@@ -12,8 +12,18 @@
 // (worker processes, default 1), REFERRAL_CONCURRENCY (jobs per worker, default 32),
 // REFERRAL_IN_FLIGHT (client requests in flight at most, default 64), REFERRAL_DRAIN (seconds to
 // wait for the last deliveries, default 60), BENCH_DATABASE_URL / DATABASE_URL (admin database),
-// REFERRAL_JSON_OUT (write the results as JSON), REFERRAL_CPU_PROF_DIR (the APIs and workers write
-// V8 CPU profiles there on exit: summarise with tests/src/bench/profile.ts).
+// REFERRAL_LOG_SLOW_MS / REFERRAL_EXPLAIN_MS (statements / their plans slower than this go to the
+// PostgreSQL server log), REFERRAL_JSON_OUT (write the results as JSON), REFERRAL_CPU_PROF_DIR (the
+// APIs and workers write V8 CPU profiles there on exit: summarise with tests/src/bench/profile.ts),
+// REFERRAL_ANALYZE ("warmup", the default: ANALYZE both databases when the warm-up ends; "off").
+// Why ANALYZE: both databases start empty, and this machine's PostgreSQL runs with autovacuum off
+// (its conf.d/90-ci.conf), so no table ever gets statistics. Without them the planner picks
+// indexes by ties: a receiving Bundle's identifier look-up read every Task of the run (1,800 index
+// rows per look-up by the end, through sp_token's former (type, code, system) index), a Consent's
+// status check every Consent; and prepared statements keep the plan made on the first, nearly empty
+// tables (a sequential scan of resource_share per Task write). A production PostgreSQL analyses
+// tables as they change (autovacuum); the ANALYZE after warm-up stands in for that, inside the
+// measured window (its CPU is counted).
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -43,6 +53,8 @@ const WORKERS = num('REFERRAL_WORKERS', 1);
 const CONCURRENCY = num('REFERRAL_CONCURRENCY', 32);
 const IN_FLIGHT = num('REFERRAL_IN_FLIGHT', 64);
 const DRAIN = num('REFERRAL_DRAIN', 60);
+const ANALYZE = process.env.REFERRAL_ANALYZE ?? 'warmup';
+if (ANALYZE !== 'warmup' && ANALYZE !== 'off') throw new Error('REFERRAL_ANALYZE must be warmup or off');
 const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECTOR = 'https://tic-exchange.org/fhir/CodeSystem/sector';
 const REFERRAL_ID = 'https://tic-exchange.org/fhir/NamingSystem/referral-id';
@@ -258,6 +270,13 @@ async function main(): Promise<void> {
     for (const u of [dbA.url, dbB.url]) await rows(adminUrl, `ALTER DATABASE ${nameOf(u)} SET log_min_duration_statement = ${Number(process.env.REFERRAL_LOG_SLOW_MS)}`);
     log(`slow statements (> ${process.env.REFERRAL_LOG_SLOW_MS} ms) of ${nameOf(dbA.url)} and ${nameOf(dbB.url)} go to the PostgreSQL server log`);
   }
+  // REFERRAL_EXPLAIN_MS: the plans of statements slower than this go to the server log too (auto_explain).
+  if (process.env.REFERRAL_EXPLAIN_MS) {
+    for (const u of [dbA.url, dbB.url]) {
+      for (const setting of ["session_preload_libraries = 'auto_explain'", `auto_explain.log_min_duration = ${Number(process.env.REFERRAL_EXPLAIN_MS)}`, 'auto_explain.log_nested_statements = on']) await rows(adminUrl, `ALTER DATABASE ${nameOf(u)} SET ${setting}`);
+    }
+    log(`plans of statements slower than ${process.env.REFERRAL_EXPLAIN_MS} ms of ${nameOf(dbA.url)} and ${nameOf(dbB.url)} go to the PostgreSQL server log`);
+  }
   const children: Array<{ stop(): Promise<void> }> = [];
   try {
     const referrerOnA = await clientKey('referrer', 'Organization/org-a');
@@ -320,13 +339,20 @@ async function main(): Promise<void> {
         'load generator': process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
       };
     };
+    // Connections kept open to the end, so the ANALYZE backends' CPU is in the window's figures.
+    const analyzers = ANALYZE === 'warmup' ? [new pg.Client({ connectionString: dbA.url }), new pg.Client({ connectionString: dbB.url })] : [];
+    for (const c of analyzers) await c.connect();
+    let analyzed: Promise<unknown> = Promise.resolve();
     const loadBefore = loadavg()[0];
     log(`offering ${RATE} referrals/s for ${WARMUP} + ${DURATION} s (${total} referrals)`);
     for (let n = 0; n < total; n++) {
       const due = start + (n * 1000) / RATE;
       const wait = due - Date.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (!cpuBefore && Date.now() >= measuredFrom) cpuBefore = cpuNow();
+      if (!cpuBefore && Date.now() >= measuredFrom) {
+        cpuBefore = cpuNow();
+        analyzed = Promise.all(analyzers.map((c) => c.query('ANALYZE')));
+      }
       if (inFlight >= IN_FLIGHT) {
         skipped++;
         continue;
@@ -364,8 +390,10 @@ async function main(): Promise<void> {
       if (arrived >= expected || Date.now() > drainUntil) break;
       await new Promise((res) => setTimeout(res, 500));
     }
+    await analyzed;
     const drainEnd = Date.now();
     const cpuAfter = cpuNow();
+    for (const c of analyzers) await c.end();
     const loadAfter = loadavg()[0];
 
     // Latency per referral, from the databases: A's Task version 1 → B's Task version 1.
@@ -414,7 +442,7 @@ async function main(): Promise<void> {
     const result = {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, postgres: pgVersion, loadBefore, loadAfter },
-      settings: { rate: RATE, duration: DURATION, warmup: WARMUP, workers: WORKERS, concurrency: CONCURRENCY, inFlight: IN_FLIGHT },
+      settings: { rate: RATE, duration: DURATION, warmup: WARMUP, workers: WORKERS, concurrency: CONCURRENCY, inFlight: IN_FLIGHT, analyze: ANALYZE },
       referrals: { offered: total, sent: sent.length, notSent: skipped, createdOnA: created.length, refusedByA: sent.length - created.length, arrivedOnB: latencies.length, lost, duplicated, deliveryFailed: Number(failed[0].n), jobsLeft: Number(jobs[0].n), jobsWithErrors: Number(jobs[0].errors) },
       createOnA: { p50: percentile(createMs, 50), p99: percentile(createMs, 99) },
       latencyMs: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] },
