@@ -27,9 +27,29 @@ export function dbOf(repo: ResourceRepository): Db {
  * person created in this very transaction: a referral Bundle bringing its Patient).
  */
 export async function consentsFor(repo: ResourceRepository, patient: string): Promise<Consent[]> {
+  const assumed = repo instanceof Repository ? assumedConsents.get(repo.db)?.get(patient) : undefined;
+  if (assumed) return assumed;
   const sys = systemRepo(repo);
   if (!sys.referring) return sys.search<Consent>('Consent', { patient, status: 'active', _count: '100' });
   return (await sys.referring<Consent>('Consent', 'patient', patient, 1000)).filter((c) => c.status === 'active').slice(0, 100);
+}
+
+/** Consents a transaction is told it may take as current (assumeConsents), by patient. */
+const assumedConsents = new WeakMap<object, Map<string, Consent[]>>();
+
+/**
+ * Lets the hooks of writes in this transaction take `consents` (as consentsFor answered them
+ * moments ago, outside it) as the person's current active Consents instead of looking them up
+ * again. Only for a write made with If-Match on the version read together with them: a Consent
+ * change that could change the Task's consent status writes a new Task version (resyncTasks), so
+ * the write fails (412) and is retried without the assumption; any other Consent change already
+ * rewrote the shares in its own transaction and leaves this write's outcome as it would be.
+ */
+export function assumeConsents(repo: ResourceRepository, patient: string, consents: Consent[]): void {
+  if (!(repo instanceof Repository) || !repo.db.inTransaction) return;
+  const known = assumedConsents.get(repo.db) ?? new Map<string, Consent[]>();
+  known.set(patient, consents.filter((c) => c.status === 'active').slice(0, 100));
+  assumedConsents.set(repo.db, known);
 }
 
 export async function coverageForTask(repo: ResourceRepository, task: Task, now: Date): Promise<ConsentCoverage | undefined> {

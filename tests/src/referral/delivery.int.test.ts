@@ -173,6 +173,30 @@ pg('referral delivery between two servers', () => {
     }
   }, 60_000);
 
+  it('a consent revoked while the referral was being sent: the Task ends "awaiting consent", not "delivered"', async () => {
+    await worker.stop();
+    try {
+      const { task, consent: c } = await refer(true);
+      // Revoked after the worker read the Task and its Consents, before the receiver answers: the
+      // "delivered" update must not take the Consents it read then as current.
+      const revoking: DeliveryOptions = {
+        ...options,
+        resolveTarget: async (owner, repo, t) => {
+          const base = await options.resolveTarget(owner, repo, t);
+          return base && { ...base, accessToken: async () => {
+            expect((await aa.put(`Consent/${c!.id}`, { ...c, status: 'inactive' })).status).toBe(200);
+            return base.accessToken?.();
+          } };
+        },
+      };
+      expect(await deliverReferral(A.api.systemRepository(), task.id!, revoking, { attempts: 1, maxAttempts: 5 })).toBe('sent');
+      expect(((await aa.get(`Task/${task.id}`)).body as Task).businessStatus?.text).toBe('awaiting consent');
+      await A.db.db.query('SELECT graphile_worker.remove_job($1)', [`referral-deliver:${task.id}`]);
+    } finally {
+      worker = await startWorker({ connectionString: A.db.url!, taskList: referralJobs(() => A.api.systemRepository(), options), pollInterval: 100, concurrency: 4 });
+    }
+  }, 60_000);
+
   it('delivers once the receiver is back after being down, without duplicates', async () => {
     await stopB();
     const { task } = await refer(true);

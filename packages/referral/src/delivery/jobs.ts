@@ -12,7 +12,8 @@ import { Repository } from '@tic/store';
 import { BUSINESS_STATUS, businessStatus, businessStatusCode } from '../codes.ts';
 import { disclosedResources, keyOf } from '../disclosure.ts';
 import type { ResourceKey } from '../disclosure.ts';
-import { coverageForTask, dbOf } from '../referral-tasks.ts';
+import { assumeConsents, coverageForTask, dbOf } from '../referral-tasks.ts';
+import { coverageOf } from '../consent.ts';
 import type { TaskStatus } from '../task-state.ts';
 import { isReferralTask, TRANSITIONS } from '../task-state.ts';
 import type { DeliveryParties } from './bundle.ts';
@@ -98,15 +99,50 @@ async function readAll(repo: ResourceRepository, keys: ResourceKey[]): Promise<M
 }
 
 /**
+ * The Task, its focus and subject, and the subject's Consents, in one statement (the worker's
+ * reads before sending). Undefined when that does not apply (not the PostgreSQL repository acting
+ * as the server, or a Task whose focus or subject is not a plain "Type/id" reference): the caller
+ * reads them one by one. Consents are the subject's whatever their status, in _lastUpdated order.
+ */
+async function readReferral(repo: ResourceRepository, taskId: string): Promise<{ task?: Task; references: Map<string, Resource>; consents: Consent[] } | undefined> {
+  if (!(repo instanceof Repository) || !repo.ctx.system) return undefined;
+  const r = await repo.db.query<{ k: number; content: string }>(
+    `WITH t AS (SELECT content FROM resource WHERE resource_type = 'Task' AND id = $1 AND NOT deleted),
+     refs AS (SELECT DISTINCT x.code, x.target_type, x.target_id FROM sp_reference x
+       WHERE x.resource_type = 'Task' AND x.id = $1 AND x.code IN ('subject', 'focus') AND x.target_type IS NOT NULL AND EXISTS (SELECT 1 FROM t))
+     SELECT 0 AS k, t.content FROM t
+     UNION ALL SELECT 1, r.content FROM (SELECT DISTINCT target_type, target_id FROM refs) f JOIN resource r ON r.resource_type = f.target_type AND r.id = f.target_id WHERE NOT r.deleted
+     UNION ALL SELECT 2, r.content FROM (SELECT DISTINCT c.id FROM refs JOIN sp_reference c ON c.resource_type = 'Consent' AND c.code = 'patient' AND c.target_type = refs.target_type AND c.target_id = refs.target_id WHERE refs.code = 'subject') c
+       JOIN resource r ON r.resource_type = 'Consent' AND r.id = c.id WHERE NOT r.deleted`,
+    [taskId],
+    { prepare: true },
+  );
+  const rows = r.rows.map((row) => ({ k: Number(row.k), resource: JSON.parse(row.content) as Resource }));
+  const task = rows.find((row) => row.k === 0)?.resource as Task | undefined;
+  const plain = (ref: string | undefined) => ref === undefined || /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(ref);
+  if (task && (!plain(task.for?.reference) || !plain(task.focus?.reference))) return undefined;
+  const references = new Map(rows.filter((row) => row.k === 1).map((row) => [`${row.resource.resourceType}/${row.resource.id}`, row.resource]));
+  const at = (c: Resource) => c.meta?.lastUpdated ?? '';
+  const consents = rows
+    .filter((row) => row.k === 2)
+    .map((row) => row.resource as Consent)
+    .sort((a, b) => (at(a) < at(b) ? -1 : at(a) > at(b) ? 1 : a.id! < b.id! ? -1 : a.id! > b.id! ? 1 : 0));
+  return { ...(task ? { task } : {}), references, consents };
+}
+
+/**
  * After the receiver accepted the Bundle: businessStatus "delivered" and, while the Task is open,
  * the next status poll, in one transaction. The Task read before sending is updated only if it is
  * still the current version (If-Match); if it changed meanwhile, it is read again and the update
- * retried, so a concurrent change is neither lost nor overwritten.
+ * retried, so a concurrent change is neither lost nor overwritten. `consents`: the subject's active
+ * Consents read with that version, which the update's hooks may take as current (assumeConsents:
+ * If-Match makes that safe); a retry looks them up again.
  */
-async function recordDelivered(repo: ResourceRepository, taskId: string, task: Task, pollIntervalMs: number): Promise<void> {
+async function recordDelivered(repo: ResourceRepository, taskId: string, task: Task, pollIntervalMs: number, consents?: Consent[]): Promise<void> {
   let current = task;
   for (let attempt = 0; ; attempt++) {
     const run = async (tx: ResourceRepository) => {
+      if (attempt === 0 && consents && current.for?.reference) assumeConsents(tx, current.for.reference, consents);
       if (businessStatusCode(current) !== BUSINESS_STATUS.delivered.code) await tx.update<Task>({ ...current, businessStatus: businessStatus('delivered') }, { ifMatch: current.meta?.versionId });
       if (!FINAL.includes(current.status)) await enqueueJob(dbOf(tx), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + pollIntervalMs) });
     };
@@ -125,10 +161,13 @@ async function recordDelivered(repo: ResourceRepository, taskId: string, task: T
 
 export async function deliverReferral(repo: ResourceRepository, taskId: string, options: DeliveryOptions, attempt: { attempts: number; maxAttempts: number }): Promise<'sent' | 'skipped' | 'failed'> {
   const now = options.now?.() ?? new Date();
-  const task = await readOrUndefined<Task>(repo, `Task/${taskId}`);
+  // The Task, its focus, subject and the subject's Consents together where the repository allows.
+  const read = await readReferral(repo, taskId);
+  const task = read ? read.task : await readOrUndefined<Task>(repo, `Task/${taskId}`);
   if (!task || !isReferralTask(task) || task.status === 'draft' || task.status === 'entered-in-error' || !task.owner?.reference) return 'skipped';
   // Consent is checked again at send time: a revocation since enqueueing stops the delivery.
-  const coverage = await coverageForTask(repo, task, now);
+  const activeConsents = read?.consents.filter((c) => c.status === 'active').slice(0, 100);
+  const coverage = read && task.for?.reference ? coverageOf(activeConsents!, task.for.reference, task.owner.reference, now, task) : await coverageForTask(repo, task, now);
   if (!coverage) return 'skipped';
   const target = await options.resolveTarget(task.owner.reference, repo, task);
   if (!target) return 'skipped';
@@ -137,7 +176,9 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
   const srKey = keyOf(task.focus?.reference);
   const patientKey = keyOf(task.for?.reference);
   const supportingOf = (sr: ServiceRequest | undefined) => disclosedResources(task, sr, coverage).filter((k) => !['Task', 'ServiceRequest', 'Patient', 'Consent'].includes(k.type));
-  const loaded = await readAll(repo, [...(srKey?.type === 'ServiceRequest' ? [srKey] : []), ...(patientKey ? [patientKey] : []), ...supportingOf(undefined)]);
+  const wanted = [...(srKey?.type === 'ServiceRequest' ? [srKey] : []), ...(patientKey ? [patientKey] : [])];
+  const loaded = read ? new Map([...read.references].filter(([k]) => wanted.some((w) => `${w.type}/${w.id}` === k))) : new Map<string, Resource>();
+  for (const [k, v] of await readAll(repo, [...(read ? [] : wanted), ...supportingOf(undefined)])) loaded.set(k, v);
   const serviceRequest = srKey?.type === 'ServiceRequest' ? (loaded.get(`${srKey.type}/${srKey.id}`) as ServiceRequest | undefined) : undefined;
   const patient = patientKey ? (loaded.get(`${patientKey.type}/${patientKey.id}`) as Patient | undefined) : undefined;
   if (!patient) return 'skipped';
@@ -164,7 +205,7 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
     }
     throw e;
   }
-  await recordDelivered(repo, taskId, task, options.pollIntervalMs ?? 60_000);
+  await recordDelivered(repo, taskId, task, options.pollIntervalMs ?? 60_000, activeConsents);
   return 'sent';
 }
 
