@@ -108,11 +108,11 @@ run('referral delivery: statements per referral', () => {
 
   it('the referrer\'s Bundle, the delivery and the receiving Bundle take 9, 7 and 10 statements', async () => {
     // Warm-up (first use compiles, caches and prepares), then one referral measured with both
-    // servers' audit drains stopped, so only the referral's own statements are counted.
+    // servers' audit background work paused, so only the referral's own statements are counted.
     const first = await refer();
     expect(await deliverReferral(A.api.systemRepository(), first.id!, options, { attempts: 1, maxAttempts: 5 })).toBe('sent');
-    await A.api.close();
-    await B.api.close();
+    await A.api.pauseAudit();
+    await B.api.pauseAudit();
 
     counter.reset();
     const task = await refer();
