@@ -8,3 +8,4 @@ export * from './search.ts';
 export * from './write.ts';
 export * from './audit-queue.ts';
 export * from './audit-journal.ts';
+export * from './ids.ts';

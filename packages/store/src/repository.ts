@@ -5,6 +5,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { CreateManyOptions, DomainModule, IdentifierLookup, RequestContext, ResourceRepository, SearchQuery, UpdateOptions, WriteHookContext, WriteInteraction } from '@tic/fhir';
 import { badRequest, conflict, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
 import type { Db } from './db.ts';
+import { newResourceId } from './ids.ts';
 import { indexResource, parseReference } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
 import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
@@ -187,7 +188,7 @@ export class Repository implements ResourceRepository {
    * Bundle's), so nothing outside the transaction can refer to it yet (see referringInTransaction).
    */
   async create<T extends Resource>(resource: T, options: { id?: string; idAssigned?: boolean } = {}): Promise<T> {
-    const id = options.id ?? randomUUID();
+    const id = options.id ?? newResourceId();
     const toStore = { ...resource, id } as T;
     const assigned = options.id === undefined || options.idAssigned === true;
     if (!this.db.inTransaction && this.needsTransaction(resource.resourceType)) {
@@ -222,7 +223,7 @@ export class Repository implements ResourceRepository {
     const rows: CompanionRow[] = [];
     const audit: AuditRow[] = [];
     resources.forEach((r, i) => {
-      const resource = { ...r, id: options.keepIds ? r.id : randomUUID() } as T;
+      const resource = { ...r, id: options.keepIds ? r.id : newResourceId() } as T;
       // The shape is the caller's resource's: an id the store assigns is always valid (a kept one
       // was checked above).
       try {
@@ -687,7 +688,7 @@ export class WriteConflict extends Error {
  * the acting organisation): for append-only records (AuditEvents) and bulk inserts. No validation or hooks.
  */
 export function newResourceRow(ctx: RequestContext, resource: Resource, lastUpdated = new Date().toISOString()): CompanionRow {
-  const stored = { ...resource, id: resource.id ?? randomUUID(), meta: { ...resource.meta, versionId: '1', lastUpdated } } as Resource;
+  const stored = { ...resource, id: resource.id ?? newResourceId(), meta: { ...resource.meta, versionId: '1', lastUpdated } } as Resource;
   return {
     row: {
       resourceType: stored.resourceType,
