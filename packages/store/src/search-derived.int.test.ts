@@ -138,7 +138,7 @@ describe('migration 11 on existing data', () => {
       );
       const before = (q: Record<string, string[]>) => searchResources(db, system, [], 'Observation', q);
       expect((await before({ 'component-code-value-concept': ['q1$no'] })).entries).toEqual([]); // no grp: no group
-      expect(await migrate(db)).toEqual([11, 12]);
+      expect(await migrate(db)).toEqual(expect.arrayContaining([11, 12]));
       const left = await db.query(`SELECT 1 FROM sp_token WHERE code LIKE 'combo-%' OR code LIKE '%$%' OR (code LIKE 'component-%' AND grp IS NULL)`);
       expect(left.rows).toEqual([]);
       expect((await before({ 'component-code-value-concept': ['q1$no'] })).entries.map((e) => e.resource.id)).toEqual([p.id]);
