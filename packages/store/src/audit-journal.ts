@@ -24,10 +24,22 @@ export interface AuditJournalEntry {
   end: number;
 }
 
-interface Pending {
-  line: string;
+/** The records appended since the last write: written together, their callers answered together. */
+interface Batch {
+  lines: string[];
+  done: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
+}
+
+function newBatch(): Batch {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const done = new Promise<void>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  return { lines: [], done, resolve, reject };
 }
 
 interface JournalFile {
@@ -70,7 +82,7 @@ export class AuditJournal {
   private current: JournalFile | undefined;
   /** Files of this process, oldest first (the current one last). */
   private files: JournalFile[] = [];
-  private pending: Pending[] = [];
+  private pending: Batch | undefined;
   private scheduled = false;
   private flushing: Promise<void> | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
@@ -111,17 +123,17 @@ export class AuditJournal {
    */
   append(owner: string | null, record: unknown): Promise<void> {
     if (this.closed) return Promise.reject(new Error('The audit journal is closed'));
-    return new Promise((resolve, reject) => {
-      this.pending.push({ line: `${JSON.stringify([owner, record])}\n`, resolve, reject });
-      if (this.syncMs === 0) {
-        this.flushing ??= this.flushLoop().finally(() => {
-          this.flushing = undefined;
-        });
-      } else if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flushNow());
-      }
-    });
+    const batch = (this.pending ??= newBatch());
+    batch.lines.push(`${JSON.stringify([owner, record])}\n`);
+    if (this.syncMs === 0) {
+      this.flushing ??= this.flushLoop().finally(() => {
+        this.flushing = undefined;
+      });
+    } else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flushNow());
+    }
+    return batch.done;
   }
 
   /** The file to append to (a new one after a failure, or when the current one is full). */
@@ -134,12 +146,12 @@ export class AuditJournal {
     return file;
   }
 
-  /** Records the batch as written at the end of `file`. */
-  private written(file: JournalFile, batch: Pending[]): void {
+  /** Records the batch's lines as written at the end of `file`. */
+  private written(file: JournalFile, lines: string[]): void {
     let end = file.size;
-    for (const p of batch) {
-      end += Buffer.byteLength(p.line, 'utf8');
-      file.unshipped.push({ json: p.line.slice(0, -1), end });
+    for (const line of lines) {
+      end += Buffer.byteLength(line, 'utf8');
+      file.unshipped.push({ json: line.slice(0, -1), end });
     }
     file.size = end;
     file.dirty = true;
@@ -149,35 +161,35 @@ export class AuditJournal {
   private flushNow(): void {
     this.scheduled = false;
     const batch = this.pending;
-    if (batch.length === 0) return;
-    this.pending = [];
+    if (!batch) return;
+    this.pending = undefined;
     let file: JournalFile | undefined;
     try {
       file = this.target();
-      const bytes = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
+      const bytes = Buffer.from(batch.lines.join(''), 'utf8');
       let done = 0;
       while (done < bytes.length) done += writeSync(file.fd, bytes, done, bytes.length - done);
-      this.written(file, batch);
+      this.written(file, batch.lines);
     } catch (e) {
       // The file's tail is unknown now (a partial write): nothing more is appended to it. What it
       // holds before is still shipped; this batch's callers get the error, the next opens a new file.
       if (file) file.retired = true;
-      for (const p of batch) p.reject(e);
+      batch.reject(e);
       return;
     }
-    for (const p of batch) p.resolve();
+    batch.resolve();
   }
 
   /** syncMs 0: one write and one fdatasync at a time; what arrives meanwhile goes in the next. */
   private async flushLoop(): Promise<void> {
-    while (this.pending.length > 0) {
+    while (this.pending) {
       const batch = this.pending;
-      this.pending = [];
+      this.pending = undefined;
       let file: JournalFile | undefined;
       try {
         file = this.target();
         const fd = file.fd;
-        const bytes = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
+        const bytes = Buffer.from(batch.lines.join(''), 'utf8');
         let done = 0;
         while (done < bytes.length) {
           done += await new Promise<number>((resolve, reject) => {
@@ -187,14 +199,14 @@ export class AuditJournal {
         await new Promise<void>((resolve, reject) => {
           fdatasync(fd, (e) => (e ? reject(e) : resolve()));
         });
-        this.written(file, batch);
+        this.written(file, batch.lines);
         file.dirty = false;
       } catch (e) {
         if (file) file.retired = true;
-        for (const p of batch) p.reject(e);
+        batch.reject(e);
         continue;
       }
-      for (const p of batch) p.resolve();
+      batch.resolve();
     }
   }
 
@@ -248,7 +260,7 @@ export class AuditJournal {
 
   /** Whether records are waiting to be written or shipped. */
   get backlog(): number {
-    return this.pending.length + this.files.reduce((n, f) => n + f.unshipped.length, 0);
+    return (this.pending?.lines.length ?? 0) + this.files.reduce((n, f) => n + f.unshipped.length, 0);
   }
 
   /**
