@@ -18,17 +18,32 @@ export interface EnqueueOptions {
   queueName?: string;
 }
 
+/** A job to enqueue: its task name, payload and options. */
+export interface JobSpec {
+  task: string;
+  payload: unknown;
+  options?: EnqueueOptions;
+}
+
+/**
+ * The enqueueing of `job` as an SQL expression (graphile_worker.add_job), its values added through
+ * `param` (which returns the placeholder of a value it was given): for a statement that writes
+ * something and enqueues the job it causes in one round trip (PostgreSQL only).
+ */
+export function addJobSql(job: JobSpec, param: (value: unknown) => string): string {
+  const o = job.options ?? {};
+  return `graphile_worker.add_job(${param(job.task)}::text, payload => ${param(JSON.stringify(job.payload ?? {}))}::json, queue_name => ${param(o.queueName ?? null)}::text, run_at => ${param(o.runAt ? o.runAt.toISOString() : null)}::timestamptz, max_attempts => ${param(o.maxAttempts ?? null)}::int, job_key => ${param(o.jobKey ?? null)}::text)`;
+}
+
 /** Enqueues a job on the given Db (a transaction, to be atomic with a write). */
 export async function enqueueJob(db: Db, task: string, payload: unknown, options: EnqueueOptions = {}): Promise<void> {
   if (db.dialect !== 'postgres') throw new Error('Durable jobs need PostgreSQL (graphile-worker does not run on PGlite)');
-  await db.query('SELECT graphile_worker.add_job($1::text, payload => $2::json, queue_name => $3::text, run_at => $4::timestamptz, max_attempts => $5::int, job_key => $6::text)', [
-    task,
-    JSON.stringify(payload ?? {}),
-    options.queueName ?? null,
-    options.runAt ? options.runAt.toISOString() : null,
-    options.maxAttempts ?? null,
-    options.jobKey ?? null,
-  ], { prepare: true });
+  const params: unknown[] = [];
+  const sql = addJobSql({ task, payload, options }, (v) => {
+    params.push(v);
+    return `$${params.length}`;
+  });
+  await db.query(`SELECT ${sql}`, params, { prepare: true });
 }
 
 export interface PinoLike {

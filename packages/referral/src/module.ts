@@ -5,6 +5,7 @@ import type { Consent, Organization, Resource, ServiceRequest, Subscription, Tas
 import type { DomainModule, WriteHookContext } from '@tic/fhir';
 import { forbidden } from '@tic/fhir';
 import { enqueueJob } from '@tic/jobs';
+import type { JobSpec } from '@tic/jobs';
 import { BUSINESS_STATUS, businessStatusCode, REFERRAL_IDENTIFIER_SYSTEM, SECTOR_SYSTEM } from './codes.ts';
 import { DELIVER_JOB } from './delivery/jobs.ts';
 import { isPatientPrivacy } from './consent.ts';
@@ -109,9 +110,14 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
         if (isReferralTask(resource)) {
           // The store runs only afterWrite on deletes; throwing here rolls the delete back.
           if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
-          const coverage = deleted ? undefined : sharesUnchanged(resource, ctx) ? await coverageForWrite(ctx, ctx.repo, resource, now()) : await syncTaskShares(ctx.repo, resource, now(), ctx);
-          if (coverage && options.delivery && shouldDeliver(resource, ctx)) {
-            await enqueueJob(dbOf(ctx.repo), DELIVER_JOB, { taskId: resource.id }, { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 });
+          // Delivery, when consented, is enqueued in the shares' statement (or on its own when they stay).
+          const deliver: JobSpec | undefined =
+            options.delivery && shouldDeliver(resource, ctx) ? { task: DELIVER_JOB, payload: { taskId: resource.id }, options: { jobKey: `${DELIVER_JOB}:${resource.id}`, maxAttempts: options.delivery.maxAttempts ?? 8 } } : undefined;
+          if (!deleted && sharesUnchanged(resource, ctx)) {
+            const coverage = await coverageForWrite(ctx, ctx.repo, resource, now());
+            if (coverage && deliver) await enqueueJob(dbOf(ctx.repo), deliver.task, deliver.payload, deliver.options);
+          } else if (!deleted) {
+            await syncTaskShares(ctx.repo, resource, now(), ctx, (coverage) => (coverage ? deliver : undefined));
           }
         }
         // After the shares are written, so a receiver's Subscription sees a Task just disclosed to it.

@@ -2,6 +2,7 @@
 // ("awaiting consent" / "consented") and the resource_share rows for the receiving organisation.
 import type { Consent, Organization, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import type { ResourceRepository } from '@tic/fhir';
+import type { JobSpec } from '@tic/jobs';
 import { Repository } from '@tic/store';
 import type { Db } from '@tic/store';
 import { BUSINESS_STATUS, businessStatus, businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
@@ -104,9 +105,10 @@ export async function coverageForWrite(ctx: object, repo: ResourceRepository, ta
 
 /**
  * Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers.
- * `ctx`: the write's hook context, when called from a write hook (reuses its coverage).
+ * `ctx`: the write's hook context, when called from a write hook (reuses its coverage). `jobFor`:
+ * a job to enqueue in the same statement, given the coverage (undefined: none).
  */
-export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date, ctx?: object): Promise<ConsentCoverage | undefined> {
+export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date, ctx?: object, jobFor?: (coverage: ConsentCoverage | undefined) => JobSpec | undefined): Promise<ConsentCoverage | undefined> {
   const db = dbOf(repo);
   const id = task.id!;
   const active = isReferralTask(task) && task.status !== 'entered-in-error';
@@ -118,7 +120,7 @@ export async function syncTaskShares(repo: ResourceRepository, task: Task, now: 
     // Each row expires when the Consents' answer for its resource may next change (ResourceKey.until).
     { reason: shareReason(id), orgs: task.owner?.reference ? [task.owner.reference] : [], keys },
     { reason: offerReason(id), orgs: offers, keys: [{ type: 'Task', id }] },
-  ]);
+  ], jobFor?.(coverage));
   return coverage;
 }
 

@@ -2,6 +2,8 @@
 // Written and removed inside the transaction of the write that changes them, so a revocation takes
 // effect with its commit. Rows expire when the Consents' answer for their resource may next change (a
 // period bound: resource_share.expires from ResourceKey.until, else the set's expires).
+import type { JobSpec } from '@tic/jobs';
+import { addJobSql } from '@tic/jobs';
 import type { Db } from '@tic/store';
 import type { ResourceKey } from './disclosure.ts';
 
@@ -19,24 +21,33 @@ export interface ShareSet {
 /**
  * Brings the rows of several reasons to exactly the given sets in one statement: rows no longer
  * wanted are deleted, new ones inserted, kept ones get the new expiry (no gap in between, unlike
- * deleting and inserting again).
+ * deleting and inserting again). `job`: enqueued in the same statement (a referral's delivery,
+ * caused by the write these shares follow).
  */
-export async function syncShares(db: Db, sets: ShareSet[]): Promise<void> {
+export async function syncShares(db: Db, sets: ShareSet[], job?: JobSpec): Promise<void> {
   const rows = new Map<string, [string, string, string, string, string | null]>();
   for (const set of sets) {
     for (const org of set.orgs) for (const k of set.keys) rows.set(JSON.stringify([k.type, k.id, org, set.reason]), [k.type, k.id, org, set.reason, k.until ?? set.expires ?? null]);
   }
   const wanted = [...rows.values()];
   const col = (i: number) => wanted.map((w) => w[i]);
-  await db.query(
-    `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS w(resource_type, id, org, reason, expires)),
+  const params: unknown[] = [col(0), col(1), col(2), col(3), col(4), sets.map((s) => s.reason)];
+  const ctes = `WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS w(resource_type, id, org, reason, expires)),
      gone AS (DELETE FROM resource_share s WHERE s.reason = ANY($6::text[])
-       AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.resource_type = s.resource_type AND w.id = s.id AND w.org = s.org AND w.reason = s.reason))
-     INSERT INTO resource_share (resource_type, id, org, reason, expires) SELECT resource_type, id, org, reason, expires FROM wanted
-     ON CONFLICT (resource_type, id, org, reason) DO UPDATE SET expires = EXCLUDED.expires WHERE resource_share.expires IS DISTINCT FROM EXCLUDED.expires`,
-    [col(0), col(1), col(2), col(3), col(4), sets.map((s) => s.reason)],
-    { prepare: true },
-  );
+       AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.resource_type = s.resource_type AND w.id = s.id AND w.org = s.org AND w.reason = s.reason))`;
+  const insert = `INSERT INTO resource_share (resource_type, id, org, reason, expires) SELECT resource_type, id, org, reason, expires FROM wanted
+     ON CONFLICT (resource_type, id, org, reason) DO UPDATE SET expires = EXCLUDED.expires WHERE resource_share.expires IS DISTINCT FROM EXCLUDED.expires`;
+  if (!job) {
+    await db.query(`${ctes} ${insert}`, params, { prepare: true });
+    return;
+  }
+  if (db.dialect !== 'postgres') throw new Error('Durable jobs need PostgreSQL (graphile-worker does not run on PGlite)');
+  const call = addJobSql(job, (v) => {
+    params.push(v);
+    return `$${params.length}`;
+  });
+  // The job's CTE runs because the statement reads it.
+  await db.query(`${ctes}, ins AS (${insert}), j AS (SELECT ${call} IS NOT NULL AS queued) SELECT count(*) FROM j`, params, { prepare: true });
 }
 
 export async function sharesOf(db: Db, reason: string): Promise<Array<{ resource_type: string; id: string; org: string; expires: string | null }>> {
