@@ -18,9 +18,13 @@ import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, write, writeS
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** A written record: its line's JSON (`[owner, record]`, no newline) and the file offset just past the line. */
+/**
+ * Written records: their lines' JSON values (`[owner, record]`) joined by commas, how many, and the
+ * file offset just past the last line. One per write (one batch), or per line when read back.
+ */
 export interface AuditJournalEntry {
   json: string;
+  count: number;
   end: number;
 }
 
@@ -146,14 +150,11 @@ export class AuditJournal {
     return file;
   }
 
-  /** Records the batch's lines as written at the end of `file`. */
-  private written(file: JournalFile, lines: string[]): void {
-    let end = file.size;
-    for (const line of lines) {
-      end += Buffer.byteLength(line, 'utf8');
-      file.unshipped.push({ json: line.slice(0, -1), end });
-    }
-    file.size = end;
+  /** Records a batch's lines (`text`, `bytes` long) as written at the end of `file`. */
+  private written(file: JournalFile, count: number, text: string, bytes: number): void {
+    file.size += bytes;
+    // JSON.stringify never leaves a raw newline inside a value: the newlines are the separators.
+    file.unshipped.push({ json: text.slice(0, -1).replaceAll('\n', ','), count, end: file.size });
     file.dirty = true;
   }
 
@@ -166,10 +167,11 @@ export class AuditJournal {
     let file: JournalFile | undefined;
     try {
       file = this.target();
-      const bytes = Buffer.from(batch.lines.join(''), 'utf8');
+      const text = batch.lines.join('');
+      const bytes = Buffer.from(text, 'utf8');
       let done = 0;
       while (done < bytes.length) done += writeSync(file.fd, bytes, done, bytes.length - done);
-      this.written(file, batch.lines);
+      this.written(file, batch.lines.length, text, bytes.length);
     } catch (e) {
       // The file's tail is unknown now (a partial write): nothing more is appended to it. What it
       // holds before is still shipped; this batch's callers get the error, the next opens a new file.
@@ -189,7 +191,8 @@ export class AuditJournal {
       try {
         file = this.target();
         const fd = file.fd;
-        const bytes = Buffer.from(batch.lines.join(''), 'utf8');
+        const text = batch.lines.join('');
+        const bytes = Buffer.from(text, 'utf8');
         let done = 0;
         while (done < bytes.length) {
           done += await new Promise<number>((resolve, reject) => {
@@ -199,7 +202,7 @@ export class AuditJournal {
         await new Promise<void>((resolve, reject) => {
           fdatasync(fd, (e) => (e ? reject(e) : resolve()));
         });
-        this.written(file, batch.lines);
+        this.written(file, batch.lines.length, text, bytes.length);
         file.dirty = false;
       } catch (e) {
         if (file) file.retired = true;
@@ -227,12 +230,16 @@ export class AuditJournal {
   }
 
   /**
-   * Up to `max` durable records not yet shipped, all of one file (the oldest with any), with the
-   * file's name; undefined when there are none.
+   * Written records not yet shipped (whole writes, until at least `max` records), all of one file
+   * (the oldest with any), with the file's name; undefined when there are none.
    */
   take(max: number): { journal: string; entries: AuditJournalEntry[] } | undefined {
     for (const f of this.files) {
-      if (f.unshipped.length > 0) return { journal: f.name, entries: f.unshipped.slice(0, max) };
+      if (f.unshipped.length === 0) continue;
+      let n = 0;
+      let i = 0;
+      while (i < f.unshipped.length && n < max) n += f.unshipped[i++]!.count;
+      return { journal: f.name, entries: f.unshipped.slice(0, i) };
     }
     return undefined;
   }
@@ -260,7 +267,7 @@ export class AuditJournal {
 
   /** Whether records are waiting to be written or shipped. */
   get backlog(): number {
-    return (this.pending?.lines.length ?? 0) + this.files.reduce((n, f) => n + f.unshipped.length, 0);
+    return (this.pending?.lines.length ?? 0) + this.files.reduce((n, f) => n + f.unshipped.reduce((m, e) => m + e.count, 0), 0);
   }
 
   /**
@@ -291,7 +298,7 @@ export class AuditJournal {
         const json = buf.toString('utf8', start, nl);
         const parsed = JSON.parse(json) as unknown;
         if (!Array.isArray(parsed) || parsed.length !== 2) throw new Error('not a journal line');
-        entries.push({ json, end });
+        entries.push({ json, count: 1, end });
       } catch {
         // Not a line this journal wrote whole (only a failed write leaves one, and its caller got the
         // error); the records after it are still shipped.

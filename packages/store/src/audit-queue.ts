@@ -221,7 +221,7 @@ export class AuditQueue {
     const removed = await journal.removeShipped();
     if (removed.length > 0) await this.db.query('DELETE FROM audit_journal_mark WHERE journal = ANY($1::text[])', [removed]);
     this.shippedRecords += n;
-    return shipment.entries.length;
+    return shipment.entries.reduce((m, e) => m + e.count, 0);
   }
 
   /**
@@ -239,14 +239,15 @@ export class AuditQueue {
     const from = Number(mark.rows[0]!.shipped_to);
     const fresh = entries.filter((e) => e.end > from);
     if (fresh.length === 0) return 0;
+    const count = fresh.reduce((m, e) => m + e.count, 0);
     await tx.query(
       `WITH q AS (INSERT INTO audit_queue (owner_org, content, records) VALUES (NULL, $2, $3))
       UPDATE audit_journal_mark SET shipped_to = $4 WHERE journal = $1`,
       // The lines are JSON already: the row is their array, not serialised again.
-      [journal, `[${fresh.map((e) => e.json).join(',')}]`, fresh.length, fresh.at(-1)!.end],
+      [journal, `[${fresh.map((e) => e.json).join(',')}]`, count, fresh.at(-1)!.end],
       { prepare: true },
     );
-    return fresh.length;
+    return count;
   }
 
   /**
