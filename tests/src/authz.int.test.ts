@@ -14,6 +14,7 @@ let narrow: Fhir;
 let sensitive: Fhir;
 let auditor: Fhir;
 let clientA: TestClient;
+let auditorClient: TestClient;
 
 const CONF = 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality';
 
@@ -23,7 +24,8 @@ beforeAll(async () => {
   a = fhir(t, clientA);
   narrow = fhir(t, await t.client('narrow'));
   sensitive = fhir(t, await t.client('sensitive'));
-  auditor = fhir(t, await t.client('auditor'));
+  auditorClient = await t.client('auditor');
+  auditor = fhir(t, auditorClient);
 }, 120_000);
 afterAll(async () => t?.close());
 
@@ -226,6 +228,17 @@ describe('audit trail', () => {
     }
     const creates = await auditor.get(`AuditEvent?entity=Observation/${obs[0].id}/_history/1&subtype=create`);
     expect((creates.body as Bundle).entry).toHaveLength(1);
+
+    // The request id the client sent is the access's XrequestId; refusals are found by outcome and date.
+    const since = new Date(Date.now() - 1000).toISOString();
+    const rid = `authz-read-${obs[1].id}`;
+    await request(t.api.app).get(`/fhir/Observation/${obs[1].id}`).set('Authorization', auditorClient.auth).set('X-Request-Id', rid).expect(200);
+    await request(t.api.app).delete(`/fhir/AuditEvent/${events[0].id}`).set('Authorization', auditorClient.auth).expect((r) => expect(r.status).toBeGreaterThanOrEqual(400));
+    const mine = await auditor.get(`AuditEvent?entity=Observation/${obs[1].id}&subtype=read`);
+    expect(JSON.stringify(mine.body)).toContain(`"${rid}"`);
+    const refusedSince = await auditor.get(`AuditEvent?outcome=4&date=ge${encodeURIComponent(since)}`);
+    expect(refusedSince.status).toBe(200);
+    expect((refusedSince.body as Bundle).entry?.some((e) => (e.resource as AuditEvent).agent[0].who?.identifier?.value === 'client-auditor')).toBe(true);
   });
 
   it('only the auditor reads AuditEvents; nobody creates, updates or deletes them', async () => {
