@@ -69,7 +69,7 @@ export interface AuditJournalOptions {
   syncMs?: number;
   /** Start a new file once the current one holds this many bytes (default 64 MiB). */
   rotateBytes?: number;
-  /** A background fdatasync failed (the records stay shipped from memory; the file is retired). */
+  /** A write or a background fdatasync failed (the file is retired; what it holds is still shipped). */
   onError?: (e: unknown) => void;
 }
 
@@ -176,6 +176,7 @@ export class AuditJournal {
       // The file's tail is unknown now (a partial write): nothing more is appended to it. What it
       // holds before is still shipped; this batch's callers get the error, the next opens a new file.
       if (file) file.retired = true;
+      this.onError(e);
       batch.reject(e);
       return;
     }
@@ -206,6 +207,7 @@ export class AuditJournal {
         file.dirty = false;
       } catch (e) {
         if (file) file.retired = true;
+        this.onError(e);
         batch.reject(e);
         continue;
       }

@@ -113,7 +113,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   // rows committed to PostgreSQL (decision 0004).
   const journal =
     config.auditReadCommit === 'journal'
-      ? AuditJournal.open(config.auditJournalDir, { syncMs: config.auditJournalSyncMs, onError: (e) => logger.error({ err: safeError(e) }, 'audit journal sync failed') })
+      ? AuditJournal.open(config.auditJournalDir, { syncMs: config.auditJournalSyncMs, onError: (e) => logger.error({ err: safeError(e) }, 'audit journal write or sync failed') })
       : undefined;
   const auditQueue = new AuditQueue(db, { build: auditEventsFor, commit: config.auditReadCommit === 'relaxed' ? 'relaxed' : undefined, journal });
   // AuditEvents are built from the log when no request is in flight, or when the backlog grows past

@@ -6,6 +6,7 @@
 // one statement (one round trip, one commit).
 import type { Resource } from '@medplum/fhirtypes';
 import type { RequestContext, WriteInteraction } from '@tic/fhir';
+import { isOperationOutcomeError, OperationOutcomeError, outcome } from '@tic/fhir';
 import { auditRecord, buildAuditEvents } from '@tic/auth';
 import type { AuditAction, AuditRecord, RestfulInteraction } from '@tic/auth';
 import type { AuditQueue, AuditRow, Db } from '@tic/store';
@@ -77,7 +78,13 @@ export async function auditAccess(
     searchParameterNames: parameterNames,
   });
   if (db.inTransaction) await appendAuditRows(db, [{ ownerOrg: ownerOf(ctx), content: JSON.stringify(record) }]);
-  else await queue.record(ownerOf(ctx), record);
+  else await queue.record(ownerOf(ctx), record).catch(auditUnavailable);
+}
+
+/** An access whose record could not be made durable is not answered (fail closed): 503, retry. */
+export function auditUnavailable(e: unknown): never {
+  if (isOperationOutcomeError(e)) throw e;
+  throw new OperationOutcomeError(outcome('transient', 'The access could not be audited, so nothing is returned; retry shortly'), 503, { 'Retry-After': '1' });
 }
 
 /** The audit record of a refused request (401/403/...), committed before the refusal is sent. */
