@@ -165,6 +165,34 @@ tick();
     await queue.stop();
   });
 
+  it('in the background: ships every tick, builds AuditEvents only when idle or past the backlog bound', async () => {
+    const journal = AuditJournal.open(dir);
+    const queue = new AuditQueue(db.db, { build, journal });
+    let idle = false;
+    queue.start(20, (e) => {
+      throw e;
+    }, { idle: () => idle, maxBacklog: 5 });
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+    const queued = async () => Number((await db.db.query<{ n: string | null }>('SELECT sum(records) AS n FROM audit_queue')).rows[0]!.n ?? 0);
+    for (const i of [1, 2, 3]) await queue.record(null, record(i));
+    await settle();
+    // Busy and under the bound: shipped, not built.
+    expect(await queued()).toBe(3);
+    expect(await auditedResources(db)).toEqual([]);
+    for (const i of [4, 5, 6]) await queue.record(null, record(i));
+    await settle();
+    // Past the bound (6 > 5): built although busy.
+    expect(await queued()).toBe(0);
+    expect(await auditedResources(db)).toHaveLength(6);
+    await queue.record(null, record(7));
+    await settle();
+    expect(await auditedResources(db)).toHaveLength(6);
+    idle = true;
+    await settle();
+    expect(await auditedResources(db)).toHaveLength(7);
+    await queue.stop();
+  });
+
   it('refuses appends once closed', async () => {
     const journal = AuditJournal.open(dir);
     const queue = new AuditQueue(db.db, { build, journal });

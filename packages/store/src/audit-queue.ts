@@ -155,13 +155,13 @@ export class AuditQueue {
     while ((await this.drain()) > 0);
   }
 
-  /** Records shipped by this process and not yet drained by it (an estimate across replicas). */
+  /** Journal records shipped by this process and not yet drained by it (an estimate across replicas). */
   get backlog(): number {
     return Math.max(0, this.shippedRecords - this.drainedRecords);
   }
 
   private async drainOnce(): Promise<number> {
-    const n = await this.db.transaction(async (tx) => {
+    const n = await this.db.transaction(async (tx): Promise<{ records: number; shipped: number }> => {
       // Whole rows, oldest first, up to drainBatch records (at least one row): a journal shipment
       // is one row of many records.
       const taken = await tx.query<{ owner_org: string | null; content: string; records: number }>(
@@ -171,16 +171,18 @@ export class AuditQueue {
         [this.drainBatch],
         { prepare: true },
       );
-      if (taken.rows.length === 0) return 0;
+      if (taken.rows.length === 0) return { records: 0, shipped: 0 };
       const byOwner = new Map<string | null, unknown[]>();
       const rows: CompanionRow[] = [];
       let records = 0;
+      let shipped = 0;
       for (const r of taken.rows) {
         records += r.records;
         const parsed = JSON.parse(r.content) as Record<string, unknown> | Array<[string | null, unknown]>;
         if (Array.isArray(parsed)) {
           // A journal shipment: [owner, record] pairs.
           for (const [owner, record] of parsed) addTo(byOwner, owner, record);
+          shipped += parsed.length;
           continue;
         }
         // Rows queued before the compact record (whole AuditEvents) are stored as they are.
@@ -194,10 +196,10 @@ export class AuditQueue {
         for (const event of this.build(list, owner)) rows.push(newResourceRow(ownerCtx(owner), event));
       }
       await insertNewResources(tx, rows);
-      return records;
+      return { records, shipped };
     });
-    this.drainedRecords += n;
-    return n;
+    this.drainedRecords += n.shipped;
+    return n.records;
   }
 
   /**
