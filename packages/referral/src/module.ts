@@ -17,6 +17,7 @@ import type { Actor } from './task-state.ts';
 import { isReferralTask, transitionTask } from './task-state.ts';
 import { checkSubscription } from './subscriptions/check.ts';
 import { enqueueNotifications } from './subscriptions/notify.ts';
+import type { SubscriptionRow } from './subscriptions/notify.ts';
 
 export interface ReferralModuleOptions {
   /** Clock (tests). */
@@ -107,6 +108,7 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
     async afterWrite(resource: Resource, ctx: WriteHookContext) {
       const deleted = ctx.interaction === 'delete';
       if (resource.resourceType === 'Task') {
+        let subscriptions: SubscriptionRow[] | undefined;
         if (isReferralTask(resource)) {
           // The store runs only afterWrite on deletes; throwing here rolls the delete back.
           if (deleted && !ctx.request.system && ctx.request.organization) throw forbidden('A referral Task is not deleted: set it to cancelled or entered-in-error');
@@ -117,11 +119,12 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
             const coverage = await coverageForWrite(ctx, ctx.repo, resource, now());
             if (coverage && deliver) await enqueueJob(dbOf(ctx.repo), deliver.task, deliver.payload, deliver.options);
           } else if (!deleted) {
-            await syncTaskShares(ctx.repo, resource, now(), ctx, (coverage) => (coverage ? deliver : undefined));
+            // The Subscriptions are read in the shares' statement too.
+            subscriptions = (await syncTaskShares(ctx.repo, resource, now(), { ctx, jobFor: (coverage) => (coverage ? deliver : undefined), subscriptions: !!options.subscriptions })).subscriptions;
           }
         }
         // After the shares are written, so a receiver's Subscription sees a Task just disclosed to it.
-        if (options.subscriptions && !deleted) await enqueueNotifications(ctx.repo, resource, { maxAttempts: options.subscriptions.maxAttempts, now });
+        if (options.subscriptions && !deleted) await enqueueNotifications(ctx.repo, resource, { maxAttempts: options.subscriptions.maxAttempts, now, ...(subscriptions ? { subscriptions } : {}) });
         return;
       }
       if (resource.resourceType === 'Consent' && isPatientPrivacy(resource as Consent)) {

@@ -3,6 +3,7 @@
 import type { Consent, Organization, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import type { ResourceRepository } from '@tic/fhir';
 import type { JobSpec } from '@tic/jobs';
+import type { SubscriptionRow } from './subscriptions/notify.ts';
 import { Repository } from '@tic/store';
 import type { Db } from '@tic/store';
 import { BUSINESS_STATUS, businessStatus, businessStatusCode, SECTOR_SYSTEM } from './codes.ts';
@@ -103,12 +104,18 @@ export async function coverageForWrite(ctx: object, repo: ResourceRepository, ta
   return coverage;
 }
 
-/**
- * Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers.
- * `ctx`: the write's hook context, when called from a write hook (reuses its coverage). `jobFor`:
- * a job to enqueue in the same statement, given the coverage (undefined: none).
- */
-export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date, ctx?: object, jobFor?: (coverage: ConsentCoverage | undefined) => JobSpec | undefined): Promise<ConsentCoverage | undefined> {
+export interface TaskSharesOptions {
+  /** The write's hook context, when called from a write hook (its coverage is reused). */
+  ctx?: object;
+  /** A job to enqueue in the shares' statement, given the coverage (undefined: none). */
+  jobFor?: (coverage: ConsentCoverage | undefined) => JobSpec | undefined;
+  /** Read the stored Subscriptions in the same statement (for the write's notifications). */
+  subscriptions?: boolean;
+}
+
+/** Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers. */
+export async function syncTaskShares(repo: ResourceRepository, task: Task, now: Date, options: TaskSharesOptions = {}): Promise<{ coverage: ConsentCoverage | undefined; subscriptions?: SubscriptionRow[] }> {
+  const { ctx, jobFor } = options;
   const db = dbOf(repo);
   const id = task.id!;
   const active = isReferralTask(task) && task.status !== 'entered-in-error';
@@ -116,12 +123,12 @@ export async function syncTaskShares(repo: ResourceRepository, task: Task, now: 
   const keys = coverage ? disclosedResources(task, await focusOf(repo, task), coverage) : [];
   const open = active && !task.owner && task.status === 'requested';
   const offers = open ? await sectorOrganizations(repo, task) : [];
-  await syncShares(db, [
+  const subscriptions = await syncShares(db, [
     // Each row expires when the Consents' answer for its resource may next change (ResourceKey.until).
     { reason: shareReason(id), orgs: task.owner?.reference ? [task.owner.reference] : [], keys },
     { reason: offerReason(id), orgs: offers, keys: [{ type: 'Task', id }] },
-  ], jobFor?.(coverage));
-  return coverage;
+  ], jobFor?.(coverage), options.subscriptions);
+  return { coverage, ...(subscriptions ? { subscriptions } : {}) };
 }
 
 /**

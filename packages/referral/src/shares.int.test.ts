@@ -2,6 +2,8 @@
 // brings the share rows of several reasons to exactly the sets given.
 import { openTestDatabase, testDatabaseKinds } from '@tic/store/testing';
 import type { TestDatabase } from '@tic/store/testing';
+import type { Resource } from '@medplum/fhirtypes';
+import { Repository } from '@tic/store';
 import { offerReason, shareReason, sharesOf, syncShares } from './shares.ts';
 
 describe.each(testDatabaseKinds())('syncShares on %s', (kind) => {
@@ -42,5 +44,19 @@ describe.each(testDatabaseKinds())('syncShares on %s', (kind) => {
     await syncShares(t.db, [{ reason: share, orgs: [], keys: [] }]);
     expect(await rows(share)).toEqual([]);
     expect(await rows(unrelated)).toEqual([row('Task', 't2', 'Organization/x')]);
+  });
+
+  it('reads the stored Subscriptions in the same statement when asked, with or without any', async () => {
+    const reason = shareReason('t3');
+    expect(await syncShares(t.db, [{ reason, orgs: ['Organization/b'], keys: [{ type: 'Task', id: 't3' }] }], undefined, true)).toEqual([]);
+    expect(await rows(reason)).toEqual([row('Task', 't3', 'Organization/b')]);
+    const sub = { resourceType: 'Subscription', id: 's1', status: 'active', criteria: 'Task?owner=Organization/b', reason: 'test', channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:9/hook' } };
+    const deletedSub = { ...sub, id: 's2' };
+    await new Repository(t.db, { system: true }, { modules: [] }).createMany([sub, deletedSub] as Resource[], { keepIds: true });
+    await new Repository(t.db, { system: true }, { modules: [] }).delete('Subscription', 's2');
+    const found = await syncShares(t.db, [{ reason, orgs: ['Organization/c'], keys: [{ type: 'Task', id: 't3' }] }], undefined, true);
+    expect(found?.map((r) => [r.id, (JSON.parse(r.content) as { criteria: string }).criteria, r.deleted])).toEqual([['s1', sub.criteria, false]]);
+    expect(await rows(reason)).toEqual([row('Task', 't3', 'Organization/c')]);
+    expect(await syncShares(t.db, [{ reason, orgs: [], keys: [] }])).toBeUndefined();
   });
 });

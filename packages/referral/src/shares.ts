@@ -5,6 +5,8 @@
 import type { JobSpec } from '@tic/jobs';
 import { addJobSql } from '@tic/jobs';
 import type { Db } from '@tic/store';
+import type { SubscriptionRow } from './subscriptions/notify.ts';
+import { SUBSCRIPTION_ROWS_SQL } from './subscriptions/notify.ts';
 import type { ResourceKey } from './disclosure.ts';
 
 export const shareReason = (taskId: string) => `referral:Task/${taskId}`;
@@ -21,10 +23,11 @@ export interface ShareSet {
 /**
  * Brings the rows of several reasons to exactly the given sets in one statement: rows no longer
  * wanted are deleted, new ones inserted, kept ones get the new expiry (no gap in between, unlike
- * deleting and inserting again). `job`: enqueued in the same statement (a referral's delivery,
- * caused by the write these shares follow).
+ * deleting and inserting again). In the same statement: `job` is enqueued (a referral's delivery,
+ * caused by the write these shares follow), and with `subscriptions` the stored Subscriptions are
+ * read and returned (SUBSCRIPTION_ROWS_SQL: the Task write's notifications look at them next).
  */
-export async function syncShares(db: Db, sets: ShareSet[], job?: JobSpec): Promise<void> {
+export async function syncShares(db: Db, sets: ShareSet[], job?: JobSpec, subscriptions = false): Promise<SubscriptionRow[] | undefined> {
   const rows = new Map<string, [string, string, string, string, string | null]>();
   for (const set of sets) {
     for (const org of set.orgs) for (const k of set.keys) rows.set(JSON.stringify([k.type, k.id, org, set.reason]), [k.type, k.id, org, set.reason, k.until ?? set.expires ?? null]);
@@ -37,17 +40,24 @@ export async function syncShares(db: Db, sets: ShareSet[], job?: JobSpec): Promi
        AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.resource_type = s.resource_type AND w.id = s.id AND w.org = s.org AND w.reason = s.reason))`;
   const insert = `INSERT INTO resource_share (resource_type, id, org, reason, expires) SELECT resource_type, id, org, reason, expires FROM wanted
      ON CONFLICT (resource_type, id, org, reason) DO UPDATE SET expires = EXCLUDED.expires WHERE resource_share.expires IS DISTINCT FROM EXCLUDED.expires`;
-  if (!job) {
+  if (!job && !subscriptions) {
     await db.query(`${ctes} ${insert}`, params, { prepare: true });
-    return;
+    return undefined;
   }
-  if (db.dialect !== 'postgres') throw new Error('Durable jobs need PostgreSQL (graphile-worker does not run on PGlite)');
-  const call = addJobSql(job, (v) => {
-    params.push(v);
-    return `$${params.length}`;
-  });
-  // The job's CTE runs because the statement reads it.
-  await db.query(`${ctes}, ins AS (${insert}), j AS (SELECT ${call} IS NOT NULL AS queued) SELECT count(*) FROM j`, params, { prepare: true });
+  let jobCte = '';
+  if (job) {
+    if (db.dialect !== 'postgres') throw new Error('Durable jobs need PostgreSQL (graphile-worker does not run on PGlite)');
+    const call = addJobSql(job, (v) => {
+      params.push(v);
+      return `$${params.length}`;
+    });
+    jobCte = `, j AS (SELECT ${call} IS NOT NULL AS queued)`;
+  }
+  // The job's CTE runs because the statement reads it (the left side of the join is always read).
+  const from = job ? 'j' : '(SELECT 1) one';
+  const tail = subscriptions ? `SELECT s.id, s.content, s.owner_org, s.deleted FROM ${from} LEFT JOIN (${SUBSCRIPTION_ROWS_SQL}) s ON true` : `SELECT count(*) FROM ${from}`;
+  const r = await db.query<SubscriptionRow | { id: null }>(`${ctes}, ins AS (${insert})${jobCte} ${tail}`, params, { prepare: true });
+  return subscriptions ? r.rows.filter((row): row is SubscriptionRow => row.id !== null) : undefined;
 }
 
 export async function sharesOf(db: Db, reason: string): Promise<Array<{ resource_type: string; id: string; org: string; expires: string | null }>> {

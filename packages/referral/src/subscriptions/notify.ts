@@ -24,7 +24,7 @@ export interface NotifyPayload {
   versionId: string;
 }
 
-interface SubscriptionRow {
+export interface SubscriptionRow {
   id: string;
   content: string;
   owner_org: string | null;
@@ -41,9 +41,12 @@ function isLive(s: Subscription, now: Date): boolean {
   return s.status === 'active' && (s.end === undefined || Date.parse(s.end) > now.getTime());
 }
 
-async function activeSubscriptions(db: Db, resourceType: string, now: Date): Promise<Array<{ subscription: Subscription; owner: string | null }>> {
-  const rows = await db.query<SubscriptionRow>("SELECT id, content, owner_org, deleted FROM resource WHERE resource_type = 'Subscription' AND NOT deleted");
-  return rows.rows
+/** The stored Subscriptions, as a join target in another statement (shares.ts) or on their own. */
+export const SUBSCRIPTION_ROWS_SQL = "SELECT id, content, owner_org, deleted FROM resource WHERE resource_type = 'Subscription' AND NOT deleted";
+
+async function activeSubscriptions(db: Db, resourceType: string, now: Date, known?: SubscriptionRow[]): Promise<Array<{ subscription: Subscription; owner: string | null }>> {
+  const rows = known ?? (await db.query<SubscriptionRow>(SUBSCRIPTION_ROWS_SQL)).rows;
+  return rows
     .map((r) => ({ subscription: JSON.parse(r.content) as Subscription, owner: r.owner_org }))
     .filter(({ subscription }) => isLive(subscription, now) && criteriaType(subscription) === resourceType);
 }
@@ -52,6 +55,8 @@ export interface NotifyOptions {
   /** Attempts before the Subscription goes to error (default 5). */
   maxAttempts?: number;
   now?: () => Date;
+  /** The stored Subscriptions as read already in this transaction (with the Task's shares). */
+  subscriptions?: SubscriptionRow[];
 }
 
 /**
@@ -60,7 +65,7 @@ export interface NotifyOptions {
  */
 export async function enqueueNotifications(repo: ResourceRepository, resource: Resource, options: NotifyOptions = {}): Promise<number> {
   if (!(repo instanceof Repository) || repo.db.dialect !== 'postgres' || !resource.id || !resource.meta?.versionId) return 0;
-  const candidates = await activeSubscriptions(repo.db, resource.resourceType, options.now?.() ?? new Date());
+  const candidates = await activeSubscriptions(repo.db, resource.resourceType, options.now?.() ?? new Date(), options.subscriptions);
   let enqueued = 0;
   for (const { subscription, owner } of candidates) {
     let matches = false;
