@@ -272,11 +272,16 @@ export class Repository implements ResourceRepository {
   }
 
   /** Update (PUT). Creates the resource with the client's id when it does not exist. */
-  async update<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<T> {
+  async update<T extends Resource>(resource: T, options: UpdateOptions & { current?: StoredRow } = {}): Promise<T> {
     return (await this.updateWithOutcome(resource, options)).resource;
   }
 
-  async updateWithOutcome<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<{ resource: T; created: boolean }> {
+  /**
+   * `current`: the stored row as the caller read it, to write against without reading it again
+   * (one round trip less). Used only with If-Match on its version: had the row moved on since,
+   * the write finds another version and fails with 412 as If-Match does.
+   */
+  async updateWithOutcome<T extends Resource>(resource: T, options: UpdateOptions & { current?: StoredRow } = {}): Promise<{ resource: T; created: boolean }> {
     if (!resource.id) throw badRequest('Resource id is required for update', `${resource.resourceType}.id`);
     // Without hooks, the one-statement path validates the resource; the general path then need not again.
     const validated = !this.needsTransaction(resource.resourceType);
@@ -286,7 +291,8 @@ export class Repository implements ResourceRepository {
     }
     const run = async (repo: Repository): Promise<{ resource: T; created: boolean }> => {
       for (let attempt = 0; ; attempt++) {
-        const current = await repo.readRow(resource.resourceType, resource.id!, true);
+        const known = attempt === 0 && options.ifMatch !== undefined && options.current?.version_id === options.ifMatch && !options.current.deleted ? options.current : undefined;
+        const current = known ?? (await repo.readRow(resource.resourceType, resource.id!, true));
         if (options.ifMatch !== undefined && (!current || current.version_id !== options.ifMatch)) {
           throw preconditionFailed(
             current ? `Version conflict: If-Match ${options.ifMatch} but current version is ${current.version_id}` : `If-Match ${options.ifMatch} but ${resource.resourceType}/${resource.id} does not exist`,

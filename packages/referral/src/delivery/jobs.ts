@@ -9,6 +9,7 @@ import { enqueueJob } from '@tic/jobs';
 import type { ResourceRepository } from '@tic/fhir';
 import { isOperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import { Repository } from '@tic/store';
+import type { StoredRow } from '@tic/store';
 import { BUSINESS_STATUS, businessStatus, businessStatusCode } from '../codes.ts';
 import { disclosedResources, keyOf } from '../disclosure.ts';
 import type { ResourceKey } from '../disclosure.ts';
@@ -104,21 +105,22 @@ async function readAll(repo: ResourceRepository, keys: ResourceKey[]): Promise<M
  * as the server, or a Task whose focus or subject is not a plain "Type/id" reference): the caller
  * reads them one by one. Consents are the subject's whatever their status, in _lastUpdated order.
  */
-async function readReferral(repo: ResourceRepository, taskId: string): Promise<{ task?: Task; references: Map<string, Resource>; consents: Consent[] } | undefined> {
+async function readReferral(repo: ResourceRepository, taskId: string): Promise<{ task?: Task; row?: StoredRow; references: Map<string, Resource>; consents: Consent[] } | undefined> {
   if (!(repo instanceof Repository) || !repo.ctx.system) return undefined;
-  const r = await repo.db.query<{ k: number; content: string }>(
-    `WITH t AS (SELECT content FROM resource WHERE resource_type = 'Task' AND id = $1 AND NOT deleted),
+  const r = await repo.db.query<{ k: number; content: string; version_id: string | null; last_updated: string | null; owner_org: string | null }>(
+    `WITH t AS (SELECT content, version_id, last_updated, owner_org FROM resource WHERE resource_type = 'Task' AND id = $1 AND NOT deleted),
      refs AS (SELECT DISTINCT x.code, x.target_type, x.target_id FROM sp_reference x
        WHERE x.resource_type = 'Task' AND x.id = $1 AND x.code IN ('subject', 'focus') AND x.target_type IS NOT NULL AND EXISTS (SELECT 1 FROM t))
-     SELECT 0 AS k, t.content FROM t
-     UNION ALL SELECT 1, r.content FROM (SELECT DISTINCT target_type, target_id FROM refs) f JOIN resource r ON r.resource_type = f.target_type AND r.id = f.target_id WHERE NOT r.deleted
-     UNION ALL SELECT 2, r.content FROM (SELECT DISTINCT c.id FROM refs JOIN sp_reference c ON c.resource_type = 'Consent' AND c.code = 'patient' AND c.target_type = refs.target_type AND c.target_id = refs.target_id WHERE refs.code = 'subject') c
+     SELECT 0 AS k, t.content, t.version_id, t.last_updated, t.owner_org FROM t
+     UNION ALL SELECT 1, r.content, NULL, NULL, NULL FROM (SELECT DISTINCT target_type, target_id FROM refs) f JOIN resource r ON r.resource_type = f.target_type AND r.id = f.target_id WHERE NOT r.deleted
+     UNION ALL SELECT 2, r.content, NULL, NULL, NULL FROM (SELECT DISTINCT c.id FROM refs JOIN sp_reference c ON c.resource_type = 'Consent' AND c.code = 'patient' AND c.target_type = refs.target_type AND c.target_id = refs.target_id WHERE refs.code = 'subject') c
        JOIN resource r ON r.resource_type = 'Consent' AND r.id = c.id WHERE NOT r.deleted`,
     [taskId],
     { prepare: true },
   );
   const rows = r.rows.map((row) => ({ k: Number(row.k), resource: JSON.parse(row.content) as Resource }));
   const task = rows.find((row) => row.k === 0)?.resource as Task | undefined;
+  const taskRow = r.rows.find((row) => Number(row.k) === 0);
   const plain = (ref: string | undefined) => ref === undefined || /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(ref);
   if (task && (!plain(task.for?.reference) || !plain(task.focus?.reference))) return undefined;
   const references = new Map(rows.filter((row) => row.k === 1).map((row) => [`${row.resource.resourceType}/${row.resource.id}`, row.resource]));
@@ -127,7 +129,8 @@ async function readReferral(repo: ResourceRepository, taskId: string): Promise<{
     .filter((row) => row.k === 2)
     .map((row) => row.resource as Consent)
     .sort((a, b) => (at(a) < at(b) ? -1 : at(a) > at(b) ? 1 : a.id! < b.id! ? -1 : a.id! > b.id! ? 1 : 0));
-  return { ...(task ? { task } : {}), references, consents };
+  const row: StoredRow | undefined = taskRow ? { content: taskRow.content, version_id: taskRow.version_id!, deleted: false, last_updated: taskRow.last_updated!, owner_org: taskRow.owner_org } : undefined;
+  return { ...(task ? { task } : {}), ...(row ? { row } : {}), references, consents };
 }
 
 /**
@@ -138,12 +141,15 @@ async function readReferral(repo: ResourceRepository, taskId: string): Promise<{
  * Consents read with that version, which the update's hooks may take as current (assumeConsents:
  * If-Match makes that safe); a retry looks them up again.
  */
-async function recordDelivered(repo: ResourceRepository, taskId: string, task: Task, pollIntervalMs: number, consents?: Consent[]): Promise<void> {
+async function recordDelivered(repo: ResourceRepository, taskId: string, task: Task, pollIntervalMs: number, read?: { consents: Consent[]; row?: StoredRow }): Promise<void> {
   let current = task;
   for (let attempt = 0; ; attempt++) {
     const run = async (tx: ResourceRepository) => {
-      if (attempt === 0 && consents && current.for?.reference) assumeConsents(tx, current.for.reference, consents);
-      if (businessStatusCode(current) !== BUSINESS_STATUS.delivered.code) await tx.update<Task>({ ...current, businessStatus: businessStatus('delivered') }, { ifMatch: current.meta?.versionId });
+      // The first attempt writes against what was read before sending (no second read; If-Match guards it).
+      if (attempt === 0 && read && current.for?.reference) assumeConsents(tx, current.for.reference, read.consents);
+      const delivered: Task = { ...current, businessStatus: businessStatus('delivered') };
+      const options = { ifMatch: current.meta?.versionId, ...(attempt === 0 && read?.row ? { current: read.row } : {}) };
+      if (businessStatusCode(current) !== BUSINESS_STATUS.delivered.code) await (tx instanceof Repository ? tx.update<Task>(delivered, options) : tx.update<Task>(delivered, { ifMatch: options.ifMatch }));
       if (!FINAL.includes(current.status)) await enqueueJob(dbOf(tx), POLL_JOB, { taskId }, { jobKey: `${POLL_JOB}:${taskId}`, runAt: new Date(Date.now() + pollIntervalMs) });
     };
     try {
@@ -205,7 +211,7 @@ export async function deliverReferral(repo: ResourceRepository, taskId: string, 
     }
     throw e;
   }
-  await recordDelivered(repo, taskId, task, options.pollIntervalMs ?? 60_000, activeConsents);
+  await recordDelivered(repo, taskId, task, options.pollIntervalMs ?? 60_000, read ? { consents: activeConsents!, ...(read.row ? { row: read.row } : {}) } : undefined);
   return 'sent';
 }
 
