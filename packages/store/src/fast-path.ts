@@ -108,6 +108,25 @@ export function branchKeys(resourceType: string | undefined, expression: string)
   return keys;
 }
 
+/**
+ * The branches of an expression whose every branch is a plain path filtered by target type
+ * ("Observation.subject.where(resolve() is Patient)"), as branchKeys would give the paths without
+ * the filter, and that one target type; undefined otherwise (indexer.ts serves such reference
+ * parameters from the rows of the parameters with those keys).
+ */
+export function resolvedBranchKeys(resourceType: string, expression: string): { keys: string[]; targetType: string } | undefined {
+  const keys: string[] = [];
+  let targetType: string | undefined;
+  for (const text of expression.split(/\s+\|\s+/)) {
+    const b = compileBranch(resourceType, text);
+    if (!b || !b.resolveIs || b.system !== undefined || b.path.length === 0) return undefined;
+    if (targetType !== undefined && targetType !== b.resolveIs) return undefined;
+    targetType = b.resolveIs;
+    keys.push(b.path.join('.') + (b.ofType ? `.ofType(${capitalize(b.ofType)})` : ''));
+  }
+  return targetType ? { keys, targetType } : undefined;
+}
+
 function evaluate(resource: Record<string, unknown>, b: Branch, out: TypedValue[]): void {
   let current: unknown[] = [resource];
   let type = b.type;

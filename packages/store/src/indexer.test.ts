@@ -3,7 +3,7 @@
 // that exercise choice types, ofType, where(resolve() is …), where(system=…) and nested paths.
 import type { Resource } from '@medplum/fhirtypes';
 import { loadConformanceResources, loadExamples } from '@tic/fhir-profiles';
-import { compositeBranches, indexCodes, indexResource } from './indexer.ts';
+import { compositeBranches, indexCodes, indexResource, referenceIndex, referencesOf } from './indexer.ts';
 import type { IndexRows } from './indexer.ts';
 
 const handMade: Resource[] = [
@@ -119,7 +119,10 @@ describe('indexer fast path', () => {
     expect(p.token.some((r) => r[0] === 'email' && r[2] === 'a@example.org')).toBe(true);
     expect(p.token.some((r) => r[0] === 'phone' && r[2] === 'a@example.org')).toBe(false);
     const t = indexResource(handMade[4]);
-    expect(t.reference.some((r) => r[0] === 'patient' && r[2] === 'p1')).toBe(true);
+    // Task.patient is Task.for of type Patient: the subject row (Task.subject = Task.for), no row of its own.
+    expect(t.reference.some((r) => r[0] === 'subject' && r[1] === 'Patient' && r[2] === 'p1')).toBe(true);
+    expect(t.reference.filter((r) => r[0] === 'patient')).toEqual([]);
+    expect(referencesOf(handMade[4], 'patient')).toEqual(['Patient/p1']);
     const o1 = indexResource(handMade[1]);
     expect(o1.quantity.some((r) => r[0] === 'component-value-quantity' && r[1] === '120' && r[3] === 'mmHg')).toBe(true);
     expect(o1.date.some((r) => r[0] === 'date')).toBe(true);
@@ -142,6 +145,12 @@ describe('indexer fast path', () => {
     ]);
     expect(indexCodes('Observation', 'combo-code')).toEqual(['code', 'component-code']);
     expect(indexCodes('Observation', 'code')).toEqual(['code']);
+    // Reference parameters that are another's values of one target type (planDerived).
+    expect(referenceIndex('Task', 'patient')).toEqual({ codes: ['subject'], targetType: 'Patient' });
+    expect(referenceIndex('Observation', 'patient')).toEqual({ codes: ['subject'], targetType: 'Patient' });
+    expect(referenceIndex('AuditEvent', 'patient')).toEqual({ codes: ['agent', 'entity'], targetType: 'Patient' });
+    expect(referenceIndex('Observation', 'subject')).toEqual({ codes: ['subject'] });
+    expect(referenceIndex('Consent', 'patient')).toEqual({ codes: ['patient'] }); // Consent.patient: a plain path
     // A composite whose parts are not plain paths of other parameters keeps its own part rows.
     expect(compositeBranches('MolecularSequence', 'chromosome-variant-coordinate')).toBeUndefined();
   });

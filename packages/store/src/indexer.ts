@@ -4,7 +4,7 @@ import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { FhirPathAtom, TypedValue } from '@medplum/core';
 import type { Resource, SearchParameter } from '@medplum/fhirtypes';
 import { searchParametersFor } from '@tic/fhir';
-import { branchKeys, compileFastPath, compileRelativeFastPath } from './fast-path.ts';
+import { branchKeys, compileFastPath, compileRelativeFastPath, resolvedBranchKeys } from './fast-path.ts';
 import type { FastPath } from './fast-path.ts';
 
 /** Rows per index table; the optional last element `grp` groups the parts of one composite match. */
@@ -47,6 +47,13 @@ interface CompiledParam {
    */
   fromBase?: CompositeBranch[];
   /**
+   * A reference parameter that is other reference parameters' values filtered by target type
+   * (Observation.patient = Observation.subject.where(resolve() is Patient)): no sp_reference rows
+   * of its own, searched as the rows of `codes` whose target_type is `targetType`
+   * (referenceIndex). Its `:identifier` token rows are still written.
+   */
+  fromReferences?: ReferenceIndex;
+  /**
    * Indexed once per match of this element path (e.g. "component" for component-code), the rows
    * of each match numbered by `grp`, so a composite over the element joins its parts on grp.
    */
@@ -58,6 +65,15 @@ interface CompiledParam {
  * resource itself (its parts are the resource's rows of `codes`, one each), true when it is an
  * element such as Observation.component (the parts' rows share a grp number: one element).
  */
+/**
+ * Where a reference parameter's sp_reference rows are: under its own code, or (a derived
+ * parameter) under `codes` restricted to target_type = `targetType`.
+ */
+export interface ReferenceIndex {
+  codes: string[];
+  targetType?: string;
+}
+
 export interface CompositeBranch {
   grouped: boolean;
   codes: string[];
@@ -181,10 +197,15 @@ export function compiledParamsFor(type: string): CompiledParam[] {
  * - a composite whose parts, for every branch of its expression, are exactly other parameters
  *   (code-value-concept: the Observation's code and value-concept rows; component-code-value-…:
  *   component-code and component-value-… rows of one component) is searched from those rows, the
- *   element-level ones indexed per element with a grp number.
+ *   element-level ones indexed per element with a grp number;
+ * - a reference parameter whose every branch is another reference parameter's branch filtered by
+ *   target type (Observation.patient = Observation.subject.where(resolve() is Patient)) is
+ *   searched as those parameters' rows with that target_type (referenceIndex; every reader of
+ *   sp_reference by code goes through it: docs/search-plans.md "Reference parameters from base
+ *   rows", migration 13).
  * Only plain-path expressions are compared (fast-path.ts branchKeys: same keys, same values and
- * types). Reference parameters (includes, chains) and date parameters under an element (their
- * hull rows, DATE_HULL_GRP) are left as they are.
+ * types). Reference unions and date parameters under an element (their hull rows,
+ * DATE_HULL_GRP) are left as they are.
  */
 function planDerived(type: string, list: CompiledParam[], expressions: Map<CompiledParam, string>): void {
   const keysOf = new Map<CompiledParam, string[]>();
@@ -211,6 +232,27 @@ function planDerived(type: string, list: CompiledParam[], expressions: Map<Compi
       p.union = chosen.map((q) => q.code);
       unions.add(p);
     }
+  }
+  // A reference parameter whose every branch is another reference parameter's branch filtered by
+  // target type (patient = subject.where(resolve() is Patient); AuditEvent.patient = agent.who… |
+  // entity.what… filtered): the rows of those parameters with that target type (fast-path.ts
+  // evaluates where(resolve() is T) as a local "T/id" reference, which is what target_type T is).
+  for (const p of list) {
+    if (p.type !== 'reference' || !p.fast) continue;
+    const resolved = resolvedBranchKeys(type, expressions.get(p)!);
+    if (!resolved) continue;
+    const keys = [...new Set(resolved.keys)];
+    const candidates = byWidth
+      .filter(([q, qk]) => q !== p && q.type === 'reference' && qk.every((k) => keys.includes(k)))
+      .sort((a, b) => b[1].length - a[1].length);
+    const codes: string[] = [];
+    const covered = new Set<string>();
+    for (const [q, qk] of candidates) {
+      if (qk.some((k) => covered.has(k))) continue;
+      codes.push(q.code);
+      for (const k of qk) covered.add(k);
+    }
+    if (codes.length > 0 && covered.size === keys.length) p.fromReferences = { codes, targetType: resolved.targetType };
   }
   // add() writes no quantity row for SampledData (it has no value): such branches add nothing.
   const effective = (t: string, keys: string[]) => (t === 'quantity' ? keys.filter((k) => !k.endsWith('ofType(SampledData)')) : keys);
@@ -255,6 +297,11 @@ function planDerived(type: string, list: CompiledParam[], expressions: Map<Compi
 /** The index codes a parameter's rows are stored under: its own, or the parameters it is the union of. */
 export function indexCodes(type: string, code: string): string[] {
   return compiledParamsFor(type).find((p) => p.code === code)?.union ?? [code];
+}
+
+/** Where a reference parameter's rows are (its own code, or other codes' rows of one target type). */
+export function referenceIndex(type: string, code: string): ReferenceIndex {
+  return compiledParamsFor(type).find((p) => p.code === code)?.fromReferences ?? { codes: [code] };
 }
 
 /** How a composite is searched from its components' own rows, or undefined (its own part rows). */
@@ -436,6 +483,11 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
   let grp = 0;
   for (const p of compiledParamsFor(resource.resourceType)) {
     if (p.union || p.fromBase) continue; // searched from other parameters' rows
+    if (p.fromReferences) {
+      // Its references are other parameters' rows; only identifiers (":identifier") are its own.
+      if (!p.roots || hasRoot(resource as unknown as Record<string, unknown>, p.roots)) addIdentifiers(rows, p, resource);
+      continue;
+    }
     if (p.roots && !hasRoot(resource as unknown as Record<string, unknown>, p.roots)) continue;
     if (p.group) {
       addGrouped(rows, p, resource, input, useFast);
@@ -456,6 +508,20 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
     }
   }
   return addDateHulls(dedupe(rows));
+}
+
+/** The `<code>:identifier` token rows of a derived reference parameter (indexResource). */
+function addIdentifiers(rows: IndexRows, p: CompiledParam, resource: Resource): void {
+  let values: TypedValue[];
+  try {
+    values = p.fast!(resource as unknown as Record<string, unknown>);
+  } catch {
+    return;
+  }
+  for (const tv of values) {
+    const v = tv.value as { identifier?: { system?: string; value?: string } } | undefined;
+    if (v?.identifier?.value) rows.token.push([`${p.code}:identifier`, v.identifier.system ?? null, v.identifier.value, null]);
+  }
 }
 
 /**

@@ -231,6 +231,17 @@ DROP INDEX sp_date_span_idx;
     sql: `DROP INDEX IF EXISTS sp_token_search_1_idx;`,
   },
   {
+    version: 13,
+    name: 'search: reference parameters filtered by target type searched from their base rows',
+    // Observation.patient (Observation.subject.where(resolve() is Patient)), AuditEvent.patient
+    // (agent.who | entity.what, each where Patient) and 46 more store no sp_reference rows of their
+    // own any more: they are read as the base parameters' rows with that target_type (indexer.ts
+    // planDerived, referenceIndex; docs/search-plans.md). Their stored rows, copies of the base
+    // rows, are deleted; their ":identifier" token rows stay (still written).
+    sql: '',
+    run: deleteDerivedReferenceRows,
+  },
+  {
     version: 20,
     name: 'audit journal: shipments of many records per audit-log row, and how far each journal file has been shipped',
     // Reads, searches and refusals are audited in a local journal file made durable before the
@@ -275,6 +286,17 @@ async function reindexDerivedTypes(db: Db): Promise<void> {
       );
       after = batch.rows[batch.rows.length - 1].id;
     }
+  }
+}
+
+/** Deletes the sp_reference rows of reference parameters now read from other parameters' rows (migration 13). */
+async function deleteDerivedReferenceRows(db: Db): Promise<void> {
+  const types = (await db.query<{ t: string }>('SELECT DISTINCT resource_type AS t FROM sp_reference')).rows.map((r) => r.t);
+  for (const type of types) {
+    const codes = compiledParamsFor(type)
+      .filter((p) => p.fromReferences)
+      .map((p) => p.code);
+    if (codes.length > 0) await db.query('DELETE FROM sp_reference WHERE resource_type = $1 AND code = ANY($2::text[])', [type, codes]);
   }
 }
 

@@ -6,11 +6,11 @@ import type { CreateManyOptions, DomainModule, IdentifierLookup, RequestContext,
 import { badRequest, conflict, forbidden, gone, multipleMatches, notFound, preconditionFailed } from '@tic/fhir';
 import type { Db } from './db.ts';
 import { newResourceId } from './ids.ts';
-import { indexResource, parseReference } from './indexer.ts';
+import { indexResource, parseReference, referenceIndex } from './indexer.ts';
 import type { VisibilityRule } from './access.ts';
 import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate } from './access.ts';
 import { insertNewResources, writeNextVersion, writeVersion } from './write.ts';
-import { PATIENT_OF_SQL } from './audit-queue.ts';
+import { patientOfSql } from './audit-queue.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
 import { searchResources } from './search.ts';
 import { searchParam } from './search-query.ts';
@@ -135,7 +135,7 @@ export class Repository implements ResourceRepository {
   /**
    * read(), and in the same statement (one round trip, one commit) the audit-log row of the read
    * when a current version is visible: `record` is the audit record, to which the statement adds
-   * `patients` (the resource's patient, PATIENT_OF_SQL).
+   * `patients` (the resource's patient, patientOfSql).
    */
   async readAudited<T extends Resource>(type: string, id: string, audit: { ownerOrg: string | null; record: object; commit?: 'relaxed' }): Promise<T> {
     const vis = this.visibility(5);
@@ -143,7 +143,7 @@ export class Repository implements ResourceRepository {
       `WITH r AS (SELECT resource_type, id, content, version_id, deleted, last_updated, owner_org FROM resource r WHERE resource_type = $1 AND id = $2 AND ${vis.sql}),
       a AS (INSERT INTO audit_queue (owner_org, content)
         SELECT $3, ($4::jsonb || CASE WHEN pt.p IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('patients', jsonb_build_array(pt.p)) END)::text
-        FROM r CROSS JOIN LATERAL (SELECT ${PATIENT_OF_SQL} AS p) pt WHERE NOT r.deleted)
+        FROM r CROSS JOIN LATERAL (SELECT ${patientOfSql(type)} AS p) pt WHERE NOT r.deleted)
       SELECT content, version_id, deleted, last_updated, owner_org FROM r`,
       [type, id, audit.ownerOrg, JSON.stringify(audit.record), ...vis.params],
       { prepare: true, commit: audit.commit },
@@ -468,11 +468,14 @@ export class Repository implements ResourceRepository {
     if (here) return here.slice(0, limit);
     const target = parseReference(reference);
     if (!target.type || !target.id || /^[a-z][a-z0-9+.-]*:/i.test(reference)) return (await this.search<T>(type, { [code]: reference, _count: String(limit) })).slice(0, limit);
+    // A derived parameter (Task.patient: Task.for's rows of target type Patient) reads its base codes' rows.
+    const { codes, targetType } = referenceIndex(type, code);
+    if (targetType && targetType !== target.type) return [];
     const vis = this.visibility(6);
     const r = await this.db.query<{ content: string }>(
-      `SELECT r.content FROM (SELECT DISTINCT x.id FROM sp_reference x WHERE x.resource_type = $1 AND x.code = $2 AND x.target_id = $3 AND x.target_type = $4) d
+      `SELECT r.content FROM (SELECT DISTINCT x.id FROM sp_reference x WHERE x.resource_type = $1 AND x.code = ANY($2::text[]) AND x.target_id = $3 AND x.target_type = $4) d
        JOIN resource r ON r.resource_type = $1 AND r.id = d.id WHERE NOT r.deleted AND ${vis.sql} ORDER BY r.last_updated, r.id LIMIT $5`,
-      [type, code, target.id, target.type, limit, ...vis.params],
+      [type, codes, target.id, target.type, limit, ...vis.params],
       { prepare: true },
     );
     return r.rows.map((row) => JSON.parse(row.content) as T);
@@ -491,10 +494,12 @@ export class Repository implements ResourceRepository {
     const journal = this.db.journal;
     const target = parseReference(reference);
     if (!journal || !target.type || !target.id || reference !== `${target.type}/${target.id}` || !journal.createdHere(target.type, target.id)) return undefined;
+    const { codes, targetType } = referenceIndex(type, code);
+    if (targetType && targetType !== target.type) return [];
     const found: Array<{ resource: T; at: string }> = [];
     for (const e of journal.written(type)) {
       if (e.content === undefined || !e.index) continue;
-      if (!e.index.reference.some(([c, t, i]) => c === code && t === target.type && i === target.id)) continue;
+      if (!e.index.reference.some(([c, t, i]) => codes.includes(c) && t === target.type && i === target.id)) continue;
       if (!this.plainlyVisible(e.ownerOrg, e.restricted)) return undefined;
       const resource = JSON.parse(e.content) as T;
       found.push({ resource, at: resource.meta?.lastUpdated ?? '' });

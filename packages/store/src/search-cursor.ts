@@ -6,7 +6,7 @@ import { badRequest } from '@tic/fhir';
 import { indexCodes } from './indexer.ts';
 import type { SortKey } from './search-query.ts';
 import type { Sql } from './search-sql.ts';
-import { tableForType } from './search-sql.ts';
+import { referenceCodeSql, tableForType } from './search-sql.ts';
 
 export interface OrderKey {
   /** SQL expression of the key value. */
@@ -59,9 +59,9 @@ export function orderPlan(sql: Sql, type: string, sort: SortKey[]): OrderPlan {
         cast = c.cast;
       }
       const agg = s.desc ? 'max' : 'min';
-      joins.push(
-        `LEFT JOIN LATERAL (SELECT ${agg}(x.${column}) AS v FROM ${tableForType[sp.type]} x WHERE x.resource_type = ${sql.p(type)} AND x.id = r.id AND x.code = ANY(${sql.p(indexCodes(type, s.name))}::text[])) ${alias} ON true`,
-      );
+      // A derived reference parameter (patient) sorts by its base rows of its target type.
+      const rows = sp.type === 'reference' ? referenceCodeSql(sql, type, s.name) : `x.code = ANY(${sql.p(indexCodes(type, s.name))}::text[])`;
+      joins.push(`LEFT JOIN LATERAL (SELECT ${agg}(x.${column}) AS v FROM ${tableForType[sp.type]} x WHERE x.resource_type = ${sql.p(type)} AND x.id = r.id AND ${rows}) ${alias} ON true`);
       keys.push({ expr: `${alias}.v`, cast, desc: s.desc, nullable: true });
     }
   }

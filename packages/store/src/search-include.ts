@@ -5,7 +5,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { Db } from './db.ts';
 import type { IncludeSpec } from './search-query.ts';
 import type { SqlContext } from './search-sql.ts';
-import { Sql, visibilitySql } from './search-sql.ts';
+import { referenceCodeSql, Sql, visibilitySql } from './search-sql.ts';
 
 /** Most resources added by includes to one page (further ones are left out with a warning). */
 export const MAX_INCLUDED = 1000;
@@ -26,13 +26,13 @@ function specSql(sql: Sql, spec: IncludeSpec, frontier: Resource[]): string | un
     const sources = frontier.filter((m) => m.resourceType === spec.sourceType);
     if (sources.length === 0) return undefined;
     const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `x.id = ANY(${sql.p(sources.map((s) => s.id))}::text[])`, 'x.target_type IS NOT NULL'];
-    if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+    if (spec.code !== '*') conds.push(referenceCodeSql(sql, spec.sourceType, spec.code));
     if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
     return `SELECT x.target_type AS t, x.target_id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
   }
   const { types, ids } = keysOf(frontier);
   const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `(x.target_type, x.target_id) IN (SELECT * FROM unnest(${sql.p(types)}::text[], ${sql.p(ids)}::text[]))`];
-  if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+  if (spec.code !== '*') conds.push(referenceCodeSql(sql, spec.sourceType, spec.code));
   if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
   return `SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
 }
@@ -50,13 +50,13 @@ export function firstIncludeRoundSql(sql: Sql, type: string, specs: IncludeSpec[
     if (!spec.reverse) {
       if (spec.sourceType !== type) continue;
       const conds = [`x.resource_type = ${sql.p(type)}`, `x.id IN (${ids()})`, 'x.target_type IS NOT NULL'];
-      if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+      if (spec.code !== '*') conds.push(referenceCodeSql(sql, type, spec.code));
       if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
       parts.push(`SELECT x.target_type AS t, x.target_id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`);
     } else {
       if (spec.targetType && spec.targetType !== type) continue;
       const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `x.target_type = ${sql.p(type)}`, `x.target_id IN (${ids()})`];
-      if (spec.code !== '*') conds.push(`x.code = ${sql.p(spec.code)}`);
+      if (spec.code !== '*') conds.push(referenceCodeSql(sql, spec.sourceType, spec.code));
       parts.push(`SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`);
     }
   }

@@ -9,7 +9,7 @@
 import type { RequestContext } from '@tic/fhir';
 import type { VisibilityRule } from './access.ts';
 import { visibilityPredicate } from './access.ts';
-import { compositeBranches, compositeComponents, compositePartCode, DATE_HULL_GRP, indexCodes, NEAR_LAT, NEAR_LONG, normalizeString } from './indexer.ts';
+import { compositeBranches, compositeComponents, compositePartCode, DATE_HULL_GRP, indexCodes, NEAR_LAT, NEAR_LONG, normalizeString, referenceIndex } from './indexer.ts';
 import { dateBucketSql } from './migrations.ts';
 import type { Filter } from './search-query.ts';
 import { compositeParts, parseNear } from './search-query.ts';
@@ -117,9 +117,28 @@ export function prefixRange(prefix: string): [string, string | undefined] {
   return [lower, String.fromCodePoint(...cps)];
 }
 
-/** Reference values: Type/id, id (any type, or the :Type modifier), absolute URL or canonical. */
-function referenceCondition(c: SqlContext, modifier: string | undefined, value: string): string {
+/**
+ * The sp_reference rows of reference parameter `code` of `type`, over alias `x`: `x.code = …`, or
+ * for a parameter derived from others (indexer.ts referenceIndex: Observation.patient is the
+ * subject rows with target_type Patient) their codes and the target type.
+ */
+export function referenceCodeSql(sql: Sql, type: string, code: string, x = 'x'): string {
+  const { codes, targetType } = referenceIndex(type, code);
+  const codeSql = codes.length === 1 ? `${x}.code = ${sql.p(codes[0])}` : `${x}.code = ANY(${sql.p(codes)}::text[])`;
+  return targetType ? `${codeSql} AND ${x}.target_type = ${sql.p(targetType)}` : codeSql;
+}
+
+/**
+ * Reference values: Type/id, id (any type, or the :Type modifier), absolute URL or canonical.
+ * `targetType`: the parameter's rows are another's restricted to that type (referenceIndex), so
+ * only local references to it match (a bare id means targetType/id).
+ */
+function referenceCondition(c: SqlContext, modifier: string | undefined, value: string, targetType?: string): string {
   const { sql } = c;
+  if (targetType) {
+    if (modifier && modifier !== targetType) return 'false';
+    modifier = targetType;
+  }
   let ref = value;
   if (c.baseUrl && ref.startsWith(c.baseUrl.replace(/\/$/, '') + '/')) ref = ref.slice(c.baseUrl.replace(/\/$/, '').length + 1);
   const local = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(ref);
@@ -128,6 +147,8 @@ function referenceCondition(c: SqlContext, modifier: string | undefined, value: 
     return `x.target_id = ${sql.p(local[2])} AND x.target_type = ${sql.p(local[1])}`;
   }
   if (/^[a-z][a-z0-9+.-]*:/i.test(ref)) {
+    // A derived parameter's values are local references only (indexer.ts planDerived).
+    if (targetType) return 'false';
     // Absolute URL (another server) or canonical, optionally with |version.
     const bar = ref.indexOf('|');
     if (bar < 0) return `x.target_id = ${sql.p(ref)} AND x.target_type IS NULL`;
@@ -216,9 +237,12 @@ function indexParts(c: SqlContext, f: Extract<Filter, { kind: 'param' }>): Index
       );
     case 'string':
       return each('sp_string', (v) => stringCondition(c, modifier, v));
-    case 'reference':
+    case 'reference': {
       if (modifier === 'identifier') return f.values.map((v) => ({ table: 'sp_token', code: `${f.code}:identifier`, cond: tokenCondition(c, f.code, undefined, v).cond }));
-      return each('sp_reference', (v) => referenceCondition(c, modifier, v));
+      // A derived parameter (patient = subject.where(resolve() is Patient)) reads its base codes' rows of that target type.
+      const { codes: refCodes, targetType } = referenceIndex(f.type, f.code);
+      return f.values.flatMap((v) => refCodes.map((code) => ({ table: 'sp_reference', code, cond: referenceCondition(c, modifier, v, targetType) })));
+    }
     case 'date':
       return each('sp_date', (v) => dateCondition(c, v));
     case 'number':
@@ -669,22 +693,34 @@ export function filterSql(c: SqlContext, f: Filter): string {
       return paramPredicate(c, f);
     case 'missing': {
       const table = tableForType[f.sp.type];
-      const any = or(indexCodes(f.type, f.code).map((k) => indexExists(c, table, f.type, k, '')));
+      const ref = f.sp.type === 'reference' ? referenceIndex(f.type, f.code) : undefined;
+      const codes = ref?.codes ?? indexCodes(f.type, f.code);
+      const any = or(codes.map((k) => indexExists(c, table, f.type, k, ref?.targetType ? `x.target_type = ${c.sql.p(ref.targetType)}` : '')));
       return f.missing ? `NOT ${any}` : any;
     }
-    case 'chain':
+    case 'chain': {
+      // A derived parameter (referenceIndex) reads its base codes' rows, and refers to its one target type only.
+      const { codes, targetType } = referenceIndex(f.type, f.code);
+      const targets = f.targets.filter((t) => !targetType || t.type === targetType);
+      if (targets.length === 0) return 'false';
+      const codeSql = () => (codes.length === 1 ? `x.code = ${c.sql.p(codes[0])}` : `x.code = ANY(${c.sql.p(codes)}::text[])`);
       return or(
-        f.targets.map(
+        targets.map(
           (t) =>
-            `EXISTS (SELECT 1 FROM sp_reference x WHERE x.resource_type = ${c.sql.p(f.type)} AND x.id = ${c.alias ?? 'r'}.id AND x.code = ${c.sql.p(f.code)} AND x.target_type = ${c.sql.p(t.type)}` +
+            `EXISTS (SELECT 1 FROM sp_reference x WHERE x.resource_type = ${c.sql.p(f.type)} AND x.id = ${c.alias ?? 'r'}.id AND ${codeSql()} AND x.target_type = ${c.sql.p(t.type)}` +
             ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(t.type)} AND r.id = x.target_id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql({ ...c, alias: 'r' }, t.filter)}))`,
         ),
       );
-    case 'has':
+    }
+    case 'has': {
+      const { codes, targetType } = referenceIndex(f.sourceType, f.code);
+      if (targetType && targetType !== f.type) return 'false';
+      const codeSql = codes.length === 1 ? `h.code = ${c.sql.p(codes[0])}` : `h.code = ANY(${c.sql.p(codes)}::text[])`;
       return (
-        `EXISTS (SELECT 1 FROM sp_reference h WHERE h.target_type = ${c.sql.p(f.type)} AND h.target_id = ${c.alias ?? 'r'}.id AND h.code = ${c.sql.p(f.code)} AND h.resource_type = ${c.sql.p(f.sourceType)}` +
+        `EXISTS (SELECT 1 FROM sp_reference h WHERE h.target_type = ${c.sql.p(f.type)} AND h.target_id = ${c.alias ?? 'r'}.id AND ${codeSql} AND h.resource_type = ${c.sql.p(f.sourceType)}` +
         ` AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = ${c.sql.p(f.sourceType)} AND r.id = h.id AND NOT r.deleted AND ${visibilitySql(c)} AND ${filterSql({ ...c, alias: 'r' }, f.filter)}))`
       );
+    }
     default: {
       const never: never = f;
       throw new Error(`Unknown filter ${JSON.stringify(never)}`);
