@@ -150,7 +150,10 @@ describe('indexer fast path', () => {
     expect(referenceIndex('Observation', 'patient')).toEqual({ codes: ['subject'], targetType: 'Patient' });
     expect(referenceIndex('AuditEvent', 'patient')).toEqual({ codes: ['agent', 'entity'], targetType: 'Patient' });
     expect(referenceIndex('Observation', 'subject')).toEqual({ codes: ['subject'] });
-    expect(referenceIndex('Consent', 'patient')).toEqual({ codes: ['patient'] }); // Consent.patient: a plain path
+    // Plain paths with rows of their own: referral/delivery/jobs.ts reads Consent.patient, Task.subject and Task.focus by code.
+    expect(referenceIndex('Consent', 'patient')).toEqual({ codes: ['patient'] });
+    expect(referenceIndex('Task', 'subject')).toEqual({ codes: ['subject'] });
+    expect(referenceIndex('Task', 'focus')).toEqual({ codes: ['focus'] });
     // A composite whose parts are not plain paths of other parameters keeps its own part rows.
     expect(compositeBranches('MolecularSequence', 'chromosome-variant-coordinate')).toBeUndefined();
   });
