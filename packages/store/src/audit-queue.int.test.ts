@@ -1,5 +1,5 @@
 import type { AuditEvent, Patient, Resource } from '@medplum/fhirtypes';
-import { AuditQueue, patientOf } from './audit-queue.ts';
+import { AuditQueue, auditDrainSql, patientOf } from './audit-queue.ts';
 import { Repository } from './repository.ts';
 import { writeVersion } from './write.ts';
 import type { TestDatabase } from './testing.ts';
@@ -150,5 +150,31 @@ describe.each(testDatabaseKinds())('a read audited in its own statement on %s', 
     await a.delete('Observation', resources[4].id!);
     await expect(a.readAudited('Observation', resources[4].id!, { ownerOrg: 'Organization/a', record: { marker: 'deleted-1' } })).rejects.toThrow(/deleted/);
     for (const m of ['hidden-1', 'missing-1', 'deleted-1']) expect(await queued(m)).toHaveLength(0);
+  });
+});
+
+// PostgreSQL only: the plan of a prepared statement (PGlite plans the same SQL, but the question
+// is what PostgreSQL's generic plan does with stale statistics).
+(process.env.DATABASE_URL ? describe : describe.skip)('the audit drain on a backlog', () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await openTestDatabase('postgres');
+  }, 60_000);
+  afterAll(async () => t?.drop());
+
+  it('reads the queue by its key, not by a scan of the whole table, even with statistics taken when it was empty', async () => {
+    await t.db.query('ANALYZE audit_queue');
+    await t.db.query(`INSERT INTO audit_queue (owner_org, content) SELECT NULL, '{}' FROM generate_series(1, 50000)`);
+    const plan = await t.db.transaction(async (tx) => {
+      await tx.query('SET LOCAL plan_cache_mode = force_generic_plan');
+      await tx.query(`PREPARE drain_plan AS ${auditDrainSql(1000)}`);
+      const r = await tx.query<{ 'QUERY PLAN': string }>('EXPLAIN EXECUTE drain_plan');
+      await tx.query('DEALLOCATE drain_plan');
+      return r.rows.map((x) => x['QUERY PLAN']).join('\n');
+    });
+    expect(plan).toContain('audit_queue_pkey');
+    expect(plan).not.toMatch(/Seq Scan on audit_queue/);
+    expect(() => auditDrainSql(0)).toThrow();
+    expect(() => auditDrainSql(1.5)).toThrow();
   });
 });
