@@ -120,7 +120,7 @@ export function referralModule(options: ReferralModuleOptions = {}): DomainModul
             if (coverage && deliver) await enqueueJob(dbOf(ctx.repo), deliver.task, deliver.payload, deliver.options);
           } else if (!deleted) {
             // The Subscriptions are read in the shares' statement too.
-            subscriptions = (await syncTaskShares(ctx.repo, resource, now(), { ctx, jobFor: (coverage) => (coverage ? deliver : undefined), subscriptions: !!options.subscriptions })).subscriptions;
+            subscriptions = (await syncTaskShares(ctx.repo, resource, now(), { ctx, jobFor: (coverage) => (coverage ? deliver : undefined), subscriptions: !!options.subscriptions, created: ctx.interaction === 'create' })).subscriptions;
           }
         }
         // After the shares are written, so a receiver's Subscription sees a Task just disclosed to it.

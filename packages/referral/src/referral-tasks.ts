@@ -111,6 +111,8 @@ export interface TaskSharesOptions {
   jobFor?: (coverage: ConsentCoverage | undefined) => JobSpec | undefined;
   /** Read the stored Subscriptions in the same statement (for the write's notifications). */
   subscriptions?: boolean;
+  /** The Task is being created: it has no share rows yet. */
+  created?: boolean;
 }
 
 /** Rewrites the shares of one Task: the receiver's view under its Consent, and open-Task offers. */
@@ -127,7 +129,7 @@ export async function syncTaskShares(repo: ResourceRepository, task: Task, now: 
     // Each row expires when the Consents' answer for its resource may next change (ResourceKey.until).
     { reason: shareReason(id), orgs: task.owner?.reference ? [task.owner.reference] : [], keys },
     { reason: offerReason(id), orgs: offers, keys: [{ type: 'Task', id }] },
-  ], jobFor?.(coverage), options.subscriptions);
+  ], jobFor?.(coverage), options.subscriptions, { noneYet: options.created === true });
   return { coverage, ...(subscriptions ? { subscriptions } : {}) };
 }
 

@@ -46,6 +46,14 @@ describe.each(testDatabaseKinds())('syncShares on %s', (kind) => {
     expect(await rows(unrelated)).toEqual([row('Task', 't2', 'Organization/x')]);
   });
 
+  it('writes the rows of a Task being created without deleting (noneYet)', async () => {
+    const reason = shareReason('t4');
+    await syncShares(t.db, [{ reason, orgs: ['Organization/b'], keys: [{ type: 'Task', id: 't4' }, { type: 'Patient', id: 'p4' }] }], undefined, false, { noneYet: true });
+    expect(await rows(reason)).toEqual([row('Patient', 'p4', 'Organization/b'), row('Task', 't4', 'Organization/b')]);
+    expect(await syncShares(t.db, [{ reason: offerReason('t4'), orgs: ['Organization/c'], keys: [{ type: 'Task', id: 't4' }] }], undefined, true, { noneYet: true })).toEqual(expect.any(Array));
+    expect(await rows(offerReason('t4'))).toEqual([row('Task', 't4', 'Organization/c')]);
+  });
+
   it('reads the stored Subscriptions in the same statement when asked, with or without any', async () => {
     const reason = shareReason('t3');
     expect(await syncShares(t.db, [{ reason, orgs: ['Organization/b'], keys: [{ type: 'Task', id: 't3' }] }], undefined, true)).toEqual([]);
