@@ -407,6 +407,9 @@ async function main(): Promise<void> {
     );
     const arrivals = new Map(onB.map((r) => [r.value, { copies: Number(r.copies), t: Number(r.t) }]));
     const latencies: number[] = [];
+    // Also by when the Task was created on A: after the warm-up only, and per 10 s of the run.
+    const afterWarmup: number[] = [];
+    const byTenSeconds = new Map<number, number[]>();
     const arrivalTimes: number[] = [];
     let lost = 0;
     let duplicated = 0;
@@ -419,12 +422,18 @@ async function main(): Promise<void> {
         continue;
       }
       if (a.copies > 1) duplicated++;
-      latencies.push(a.t - Number(row.t));
+      const ms = a.t - Number(row.t);
+      latencies.push(ms);
+      if (Number(row.t) >= measuredFrom) afterWarmup.push(ms);
+      const bucket = Math.floor((Number(row.t) - start) / 10_000) * 10;
+      byTenSeconds.set(bucket, [...(byTenSeconds.get(bucket) ?? []), ms]);
       arrivalTimes.push(a.t);
     }
     const failed = await rows<{ n: string }>(dbA.url, "SELECT count(*)::text AS n FROM resource WHERE resource_type = 'Task' AND content::jsonb -> 'businessStatus' ->> 'text' = 'delivery failed'");
     const jobs = await rows<{ n: string; errors: string }>(dbA.url, "SELECT count(*)::text AS n, count(*) FILTER (WHERE last_error IS NOT NULL)::text AS errors FROM graphile_worker.jobs WHERE task_identifier = 'referral-deliver'");
     latencies.sort((x, y) => x - y);
+    afterWarmup.sort((x, y) => x - y);
+    for (const v of byTenSeconds.values()) v.sort((x, y) => x - y);
     const firstArrival = Math.min(...arrivalTimes);
     const lastArrival = Math.max(...arrivalTimes);
     // Steady-state throughput: arrivals inside the measured window (after warm-up, before the stream ended).
@@ -446,6 +455,8 @@ async function main(): Promise<void> {
       referrals: { offered: total, sent: sent.length, notSent: skipped, createdOnA: created.length, refusedByA: sent.length - created.length, arrivedOnB: latencies.length, lost, duplicated, deliveryFailed: Number(failed[0].n), jobsLeft: Number(jobs[0].n), jobsWithErrors: Number(jobs[0].errors) },
       createOnA: { p50: percentile(createMs, 50), p99: percentile(createMs, 99) },
       latencyMs: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] },
+      latencyAfterWarmupMs: { n: afterWarmup.length, p50: percentile(afterWarmup, 50), p90: percentile(afterWarmup, 90), p99: percentile(afterWarmup, 99), max: afterWarmup[afterWarmup.length - 1] },
+      latencyBySecondOfRunMs: [...byTenSeconds].sort((x, y) => x[0] - y[0]).map(([from, v]) => ({ from, n: v.length, p50: percentile(v, 50), p99: percentile(v, 99) })),
       throughput: { offeredPerSecond: RATE, createdPerSecond: created.length / ((sendEnd - start) / 1000), deliveredInWindowPerSecond: inWindow / window, deliveredOverallPerSecond: latencies.length / ((lastArrival - firstArrival) / 1000 || 1) },
       cpuCoresDuringStream: cpuSend,
       cpuCoresIncludingDrain: cpu,
