@@ -1,9 +1,9 @@
 // The audit journal: a local append-only file in which the audit records of reads, searches and
 // refusals are written before the response leaves, without a database write on the response path
 // (docs/decisions/0005-audit-journal.md). The records appended during one turn of the event loop
-// are written together, with one write(2), before their callers resume; the file is fdatasync'ed
-// every `syncMs` in the background (default 100 ms), or before the callers resume when `syncMs` is
-// 0. Once written, a record survives a crash of this server (and of PostgreSQL); a crash of the
+// (and while the previous write is in flight) are written together, with one write(2) on libuv's
+// thread pool, before their callers resume; the file is fdatasync'ed every `syncMs` in the
+// background (default 100 ms), or before the callers resume when `syncMs` is 0. Once written, a record survives a crash of this server (and of PostgreSQL); a crash of the
 // machine can lose what was written since the last fdatasync, unless `syncMs` is 0.
 // The audit queue (audit-queue.ts) ships the written records to PostgreSQL as AuditEvents in
 // batches, recording how far each journal file has been shipped in the same transaction
@@ -14,7 +14,7 @@
 // One line per record: JSON `[owner organisation or null, record]`. A line without its newline at
 // the end of a file is a write that never completed (its caller got an error) and is ignored.
 import { randomUUID } from 'node:crypto';
-import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, write } from 'node:fs';
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -129,15 +129,26 @@ export class AuditJournal {
     if (this.closed) return Promise.reject(new Error('The audit journal is closed'));
     const batch = (this.pending ??= newBatch());
     batch.lines.push(`${JSON.stringify([owner, record])}\n`);
-    if (this.syncMs === 0) {
-      this.flushing ??= this.flushLoop().finally(() => {
-        this.flushing = undefined;
-      });
-    } else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flushNow());
-    }
+    this.kick();
     return batch.done;
+  }
+
+  /**
+   * Starts a write of what is pending unless one is in flight or about to start. The first record
+   * of a burst waits for the end of the event-loop turn, so the records of the turn are written
+   * together; while a write is in flight the next batch gathers behind it.
+   */
+  private kick(): void {
+    if (this.flushing || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flushing = this.flushLoop().finally(() => {
+        this.flushing = undefined;
+        // A caller resumed by the last write may have appended before this ran.
+        if (this.pending) this.kick();
+      });
+    });
   }
 
   /** The file to append to (a new one after a failure, or when the current one is full). */
@@ -158,32 +169,10 @@ export class AuditJournal {
     file.dirty = true;
   }
 
-  /** Writes what is pending with one write(2) (page cache; the background sync makes it durable). */
-  private flushNow(): void {
-    this.scheduled = false;
-    const batch = this.pending;
-    if (!batch) return;
-    this.pending = undefined;
-    let file: JournalFile | undefined;
-    try {
-      file = this.target();
-      const text = batch.lines.join('');
-      const bytes = Buffer.from(text, 'utf8');
-      let done = 0;
-      while (done < bytes.length) done += writeSync(file.fd, bytes, done, bytes.length - done);
-      this.written(file, batch.lines.length, text, bytes.length);
-    } catch (e) {
-      // The file's tail is unknown now (a partial write): nothing more is appended to it. What it
-      // holds before is still shipped; this batch's callers get the error, the next opens a new file.
-      if (file) file.retired = true;
-      this.onError(e);
-      batch.reject(e);
-      return;
-    }
-    batch.resolve();
-  }
-
-  /** syncMs 0: one write and one fdatasync at a time; what arrives meanwhile goes in the next. */
+  /**
+   * One write(2) at a time, on libuv's thread pool (the event loop only hands the batch over), and
+   * with `syncMs` 0 an fdatasync after it; what arrives meanwhile goes in the next.
+   */
   private async flushLoop(): Promise<void> {
     while (this.pending) {
       const batch = this.pending;
@@ -200,11 +189,13 @@ export class AuditJournal {
             write(fd, bytes, done, bytes.length - done, null, (e, n) => (e ? reject(e) : resolve(n)));
           });
         }
-        await new Promise<void>((resolve, reject) => {
-          fdatasync(fd, (e) => (e ? reject(e) : resolve()));
-        });
+        if (this.syncMs === 0) {
+          await new Promise<void>((resolve, reject) => {
+            fdatasync(fd, (e) => (e ? reject(e) : resolve()));
+          });
+        }
         this.written(file, batch.lines.length, text, bytes.length);
-        file.dirty = false;
+        if (this.syncMs === 0) file.dirty = false;
       } catch (e) {
         if (file) file.retired = true;
         this.onError(e);
@@ -317,8 +308,7 @@ export class AuditJournal {
   /** Refuses further appends, writes what is pending and waits for the writes in flight. */
   async seal(): Promise<void> {
     this.closed = true;
-    if (this.scheduled) this.flushNow();
-    while (this.flushing) await this.flushing;
+    while (this.scheduled || this.flushing) await (this.flushing ?? new Promise((r) => setImmediate(r)));
     if (this.syncTimer) clearInterval(this.syncTimer);
     this.syncTimer = undefined;
   }

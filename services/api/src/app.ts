@@ -120,8 +120,15 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   // its bound; under a saturating load they wait, the records durable already (decision 0005).
   // An API that does not audit reads exists only to measure the audit's cost beside one that does
   // (the benchmark; refused in production): it leaves the audit log to the other.
+  // Idle: no request in flight at two ticks in a row (a build blocks the event loop for tens of
+  // milliseconds; it should not start in the first gap of a burst).
   let inFlight = 0;
-  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), { idle: () => inFlight === 0 });
+  let quietTicks = 0;
+  const idle = () => {
+    quietTicks = inFlight === 0 ? quietTicks + 1 : 0;
+    return quietTicks >= 2;
+  };
+  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), { idle });
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {
