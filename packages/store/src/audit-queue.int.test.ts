@@ -153,8 +153,8 @@ describe.each(testDatabaseKinds())('a read audited in its own statement on %s', 
   });
 });
 
-// PostgreSQL only: the plan of a prepared statement (PGlite plans the same SQL, but the question
-// is what PostgreSQL's generic plan does with stale statistics).
+// Skipped without DATABASE_URL: it checks PostgreSQL's generic plan of a prepared statement with
+// stale statistics (PGlite plans differently); CI sets it.
 (process.env.DATABASE_URL ? describe : describe.skip)('the audit drain on a backlog', () => {
   let t: TestDatabase;
   beforeAll(async () => {

@@ -33,6 +33,25 @@ async function waitFor(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`${url} did not come up`);
 }
 
+/** The real server on PGlite in `dataDir`, up, with a development-client token got the way the README says. */
+async function startServer(dataDir: string): Promise<{ base: string; token: string; child: ChildProcess }> {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [join(root, 'services/api/src/index.ts')], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: '', PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: base, DATA_DIR: dataDir, DEMO_DATA: 'false', LOG_LEVEL: 'warn', NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await waitFor(`${base}/healthz`, 60_000);
+  const token = await new Promise<string>((ok, fail) => {
+    const p = spawn(process.execPath, [join(root, 'packages/auth/src/cli/get-token.ts'), '--base-url', base, '--data-dir', join(dataDir, 'dev-client')], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' } });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('exit', (code) => (code === 0 ? ok(out.trim()) : fail(new Error(`get-token exited ${code}`))));
+  });
+  return { base, token, child };
+}
+
 describe('graceful shutdown', () => {
   let child: ChildProcess | undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'tic-shutdown-'));
@@ -42,22 +61,10 @@ describe('graceful shutdown', () => {
   });
 
   it('finishes the in-flight request, then exits 0', async () => {
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    child = spawn(process.execPath, [join(root, 'services/api/src/index.ts')], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: '', PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: base, DATA_DIR: dataDir, DEMO_DATA: 'false', LOG_LEVEL: 'warn', NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const started = await startServer(dataDir);
+    child = started.child;
+    const { base, token } = started;
     const exited = new Promise<number | null>((ok) => child!.on('exit', (code) => ok(code)));
-    await waitFor(`${base}/healthz`, 60_000);
-    // A token for the development client, the way the README says.
-    const token = await new Promise<string>((ok, fail) => {
-      const p = spawn(process.execPath, [join(root, 'packages/auth/src/cli/get-token.ts'), '--base-url', base, '--data-dir', join(dataDir, 'dev-client')], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' } });
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      p.on('exit', (code) => (code === 0 ? ok(out.trim()) : fail(new Error(`get-token exited ${code}`))));
-    });
     // A transaction large enough to be in flight when SIGTERM arrives.
     const entry = Array.from({ length: 400 }, (_, i) => ({
       resource: { resourceType: 'Patient', identifier: [{ system: 'urn:shutdown-test', value: String(i) }] },
@@ -88,22 +95,9 @@ describe('a crash', () => {
   });
 
   async function start(): Promise<{ base: string; token: string; child: ChildProcess }> {
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    const child = spawn(process.execPath, [join(root, 'services/api/src/index.ts')], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: '', PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: base, DATA_DIR: dataDir, DEMO_DATA: 'false', LOG_LEVEL: 'warn', NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    await waitFor(`${base}/healthz`, 60_000);
-    const token = await new Promise<string>((ok, fail) => {
-      const p = spawn(process.execPath, [join(root, 'packages/auth/src/cli/get-token.ts'), '--base-url', base, '--data-dir', join(dataDir, 'dev-client')], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' } });
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      p.on('exit', (code) => (code === 0 ? ok(out.trim()) : fail(new Error(`get-token exited ${code}`))));
-    });
-    return { base, token, child };
+    const started = await startServer(dataDir);
+    children.push(started.child);
+    return started;
   }
 
   it('loses no audit record of a read answered before the server was killed (the journal is shipped at the next start)', async () => {
