@@ -16,6 +16,8 @@ import { observation } from './data.ts';
 import { loadThroughApi, loadThroughRepository } from './load.ts';
 import type { LoadedData } from './load.ts';
 import { measure } from './measure.ts';
+import { cpuPerRequest, sampleCpu } from './cpu.ts';
+import type { CpuSample } from './cpu.ts';
 import { readOptions } from './options.ts';
 import { startApi, stopAll } from './processes.ts';
 import type { Child } from './processes.ts';
@@ -58,6 +60,14 @@ async function stored(client: pg.Client): Promise<{ versions: number; audits: nu
     `SELECT (SELECT count(*) FROM resource_version)::text AS v, (SELECT count(*) FROM resource_version WHERE resource_type = 'AuditEvent')::text AS a`,
   );
   return { versions: Number(r.rows[0].v), audits: Number(r.rows[0].a) };
+}
+
+/** Builds every queued AuditEvent (reading AuditEvent drains the audit log first); returns the time it took. */
+async function buildAuditEvents(fhirBase: string, token: string): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(`${fhirBase}/AuditEvent?_count=1`, { headers: { authorization: `Bearer ${token}` } });
+  await res.arrayBuffer();
+  return performance.now() - t0;
 }
 
 /** Sends a scenario's first request once; says why when it is not answered with a 2xx. */
@@ -163,17 +173,31 @@ async function main(): Promise<void> {
       const refused = await probe(server.url, requests[0]);
       if (refused) notes.push(`${s.name}: ${refused}`);
       let before = { versions: 0, audits: 0 };
+      let cpuBefore: CpuSample | undefined;
       const m = await measure(s.name, {
         url: server.url,
         ...run,
         requests,
         amount: s.amount?.(),
         beforeMeasure: async () => {
+          // The warm-up's audit records are built first, so the window's deferred work is its own.
+          await buildAuditEvents(fhirBase, await token());
           before = await stored(counter);
+          cpuBefore = sampleCpu(server.process.pid);
         },
       });
+      const cpu = cpuPerRequest(cpuBefore, sampleCpu(server.process.pid), m.requests);
+      // The AuditEvents of the window's requests, built now (decision 0005 defers them while the API is busy).
+      const queued = await counter.query<{ n: string | null }>('SELECT sum(records) AS n FROM audit_queue');
+      const deferredMs = await buildAuditEvents(fhirBase, await token());
       const after = await stored(counter);
       const per = (n: number) => (m.requests > 0 ? n / m.requests : 0);
+      if (cpu) {
+        notes.push(
+          `${s.name}: CPU per request over the measured window (/proc): API ${cpu.apiMs.toFixed(2)} ms, PostgreSQL ${cpu.postgresMs.toFixed(2)} ms (other processes ${cpu.otherCores.toFixed(2)} cores); ` +
+            `AuditEvents of its ${m.requests.toLocaleString('en-US')} requests (${Number(queued.rows[0]?.n ?? 0).toLocaleString('en-US')} audit records queued) built afterwards in ${Math.round(deferredMs).toLocaleString('en-US')} ms (${((deferredMs * 1000) / Math.max(1, m.requests)).toFixed(0)} µs per request).`,
+        );
+      }
       results.push({
         ...m,
         load: loadNow(),
@@ -184,6 +208,7 @@ async function main(): Promise<void> {
         auditEventsPerRequest: per(after.audits - before.audits),
       });
       log(`  ${Math.round(m.rps)}/s load ${loadNow().toFixed(1)} p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
+      if (cpu) log(`  CPU per request: API ${cpu.apiMs.toFixed(2)} ms, PostgreSQL ${cpu.postgresMs.toFixed(2)} ms, other ${cpu.otherCores.toFixed(2)} cores; audit records ${queued.rows[0]?.n ?? 0}, built in ${Math.round(deferredMs)} ms`);
     }
 
     // The read audit's cost: the same read scenario against a second API on the same database

@@ -1,0 +1,71 @@
+// CPU time per request from /proc (Linux): utime + stime of the API process and of PostgreSQL's
+// processes over a scenario's measured window, divided by its requests. The rates move with
+// whatever else runs on a shared machine; the CPU one request costs moves far less, so this is the
+// figure to compare before/after. "other" is the machine's busy CPU outside those processes
+// (other engineers' work, the load generator) in cores, to judge the window's noise.
+import { readdirSync, readFileSync } from 'node:fs';
+
+const TICKS_PER_SECOND = 100; // USER_HZ: 100 on Linux everywhere this runs
+
+export interface CpuSample {
+  at: number;
+  /** Clock ticks of the API process (utime + stime). */
+  api: number;
+  /** Clock ticks of every postgres process (backends of every database, background processes). */
+  postgres: number;
+  /** Busy ticks of the whole machine (all cores; /proc/stat). */
+  machine: number;
+}
+
+export interface CpuPerRequest {
+  /** Milliseconds of CPU per request. */
+  apiMs: number;
+  postgresMs: number;
+  /** Cores busy with everything else on average over the window. */
+  otherCores: number;
+}
+
+function ticksOf(pid: number | string): { comm: string; ticks: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm is in parentheses and may hold spaces; the fields after it are space-separated.
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' ');
+    // fields[0] is field 3 (state): utime is field 14, stime field 15.
+    return { comm, ticks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
+function machineBusy(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+  return cpu.reduce((a, b) => a + b, 0) - cpu[3] - (cpu[4] ?? 0);
+}
+
+/** Undefined where /proc is not there (not Linux). */
+export function sampleCpu(apiPid: number | undefined): CpuSample | undefined {
+  try {
+    let postgres = 0;
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const t = ticksOf(name);
+      if (t && (t.comm === 'postgres' || t.comm.startsWith('postgres:'))) postgres += t.ticks;
+    }
+    return { at: performance.now(), api: apiPid ? (ticksOf(apiPid)?.ticks ?? 0) : 0, postgres, machine: machineBusy() };
+  } catch {
+    return undefined;
+  }
+}
+
+export function cpuPerRequest(before: CpuSample | undefined, after: CpuSample | undefined, requests: number): CpuPerRequest | undefined {
+  if (!before || !after || requests <= 0) return undefined;
+  const ms = (ticks: number) => (ticks * 1000) / TICKS_PER_SECOND;
+  const api = after.api - before.api;
+  const postgres = after.postgres - before.postgres;
+  const other = after.machine - before.machine - api - postgres;
+  const seconds = (after.at - before.at) / 1000;
+  return { apiMs: ms(api) / requests, postgresMs: ms(postgres) / requests, otherCores: seconds > 0 ? Math.max(0, other) / TICKS_PER_SECOND / seconds : 0 };
+}
