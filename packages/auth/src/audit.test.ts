@@ -72,6 +72,26 @@ describe('audit records and the AuditEvents built from them', () => {
     expect(events.find((e) => e.outcome === '4')?.outcomeDesc).toBe('Minor failure (HTTP 403)');
   });
 
+  test("writes share an event only within one request and patient; a request's record lists every resource as a plain entity", () => {
+    const write = (requestId: string, resources: string[], patient: string, s: number) =>
+      auditRecord({ ctx: { ...ctx, requestId }, action: 'C', interaction: 'create', resources, patients: [patient], outcome: '0', when: at(s) });
+    const intake = write('req-1', ['QuestionnaireResponse/1/_history/1', 'Observation/1/_history/1', 'Observation/2/_history/1'], 'Patient/42', 1);
+    const events = buildAuditEvents([intake, write('req-2', ['Observation/3/_history/1'], 'Patient/42', 2), write('req-3', ['Observation/4/_history/1'], 'Patient/42', 3)]);
+    // Same client, interaction and outcome, but three requests: three events.
+    expect(events).toHaveLength(3);
+    const first = events.find((e) => e.entity?.some((x) => x.what?.reference === 'Observation/1/_history/1'))!;
+    expect(first).toEqual(buildAuditEvent({ ctx: { ...ctx, requestId: 'req-1' }, action: 'C', interaction: 'create', resources: intake.resources, patients: ['Patient/42'], outcome: '0', when: at(1) }));
+    expect(first.entity!.filter((x) => x.role?.code === '4').map((x) => x.what?.reference)).toEqual(intake.resources);
+    expect(first.entity!.filter((x) => x.role?.code === '1').map((x) => x.what?.reference)).toEqual(['Patient/42']);
+    // A batch Bundle's entries (one record each, the same request): one event per patient.
+    const batch = buildAuditEvents([write('req-4', ['Observation/5/_history/1'], 'Patient/42', 4), write('req-4', ['Observation/6/_history/1'], 'Patient/42', 5), write('req-4', ['Observation/7/_history/1'], 'Patient/43', 6)]);
+    expect(batch).toHaveLength(2);
+    const of42 = batch.find((e) => e.entity?.some((x) => x.what?.reference === 'Patient/42'))!;
+    expect(of42.entity!.filter((x) => x.role?.code === '4').map((x) => x.what?.reference)).toEqual(['Observation/5/_history/1', 'Observation/6/_history/1']);
+    expect(of42.entity!.some((x) => x.what?.reference === 'Patient/43')).toBe(false);
+    expect(of42.period).toEqual({ start: at(4).toISOString(), end: at(5).toISOString() });
+  });
+
   test('grouped searches keep one query entity per search, with parameter names only', () => {
     const searches = ['subject', 'code'].map((p, i) =>
       auditRecord({ ctx, action: 'E', interaction: 'search-type', searchResourceType: 'Observation', searchParameterNames: [p], patients: ['Patient/42'], outcome: '0', when: at(i) }),

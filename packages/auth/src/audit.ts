@@ -214,14 +214,34 @@ function inputOf(r: AuditRecord, server: { name: string; url?: string } | undefi
   };
 }
 
+const isWrite = (r: AuditRecord): boolean => r.action === 'C' || r.action === 'U' || r.action === 'D';
+
+/**
+ * Records with the same key share one event. Reads, searches and refusals: the same client,
+ * organisation, interaction and outcome (decision 0004). Writes: also the same request and patient
+ * (a write record already lists every resource its request wrote for that patient in one
+ * transaction; decision 0007): a batch Bundle's entries, each its own transaction, meet again
+ * here, and writes of different requests never share an event.
+ */
 const groupKey = (r: AuditRecord): string =>
-  JSON.stringify([r.clientId ?? null, r.organization ?? null, r.system ?? false, r.interaction, r.action, r.outcome, r.httpStatus ?? null, r.searchResourceType ?? null]);
+  JSON.stringify([
+    r.clientId ?? null,
+    r.organization ?? null,
+    r.system ?? false,
+    r.interaction,
+    r.action,
+    r.outcome,
+    r.httpStatus ?? null,
+    r.searchResourceType ?? null,
+    ...(isWrite(r) ? [r.requestId ?? r.at, r.patients ?? []] : []),
+  ]);
 
 /**
  * AuditEvents for a batch of records. A record alone in its group becomes exactly the BALP event of
- * buildAuditEvent. Records of the same client, organisation, interaction and outcome become one
- * event: `period` spans them, `recorded` is the last, every Patient appears once, and each
- * record's resources (or query) are entities whose details give that access's time and request id.
+ * buildAuditEvent (a write record: one `entity` per resource written). Records of one group
+ * (groupKey) become one event: `period` spans them, `recorded` is the last, every Patient appears
+ * once, and each record's resources (or query) are entities whose details give that access's time
+ * and request id.
  */
 export function buildAuditEvents(records: AuditRecord[], server?: { name: string; url?: string }): AuditEvent[] {
   const groups = new Map<string, AuditRecord[]>();

@@ -1,5 +1,6 @@
-import type { AuditEvent, Patient, Resource } from '@medplum/fhirtypes';
+import type { AuditEvent, Observation, Patient, Resource } from '@medplum/fhirtypes';
 import { AuditQueue, auditDrainSql, patientOf } from './audit-queue.ts';
+import type { AuditedWrite } from './journal.ts';
 import { Repository } from './repository.ts';
 import { writeVersion } from './write.ts';
 import type { TestDatabase } from './testing.ts';
@@ -85,7 +86,7 @@ describe.each(testDatabaseKinds())('audit queue on %s', (kind) => {
   });
 
   it('a write and its audit rows commit together, and neither when the write is refused or loses a version race', async () => {
-    const audit = (_ctx: unknown, interaction: string, r: { resourceType: string; id?: string }) => [{ ownerOrg: 'Organization/a', content: JSON.stringify({ client: interaction, patient: `${r.resourceType}/${r.id}` }) }];
+    const audit = (writes: AuditedWrite[]) => writes.map(({ interaction, resource: r }) => ({ ownerOrg: 'Organization/a', content: JSON.stringify({ client: interaction, patient: `${r.resourceType}/${r.id}` }) }));
     const repo = new Repository(t.db, { organization: 'Organization/a' }, { modules: [], audit });
     const p = await repo.create<Patient>({ resourceType: 'Patient' });
     expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${p.id}%'`)).toBe(1);
@@ -98,6 +99,53 @@ describe.each(testDatabaseKinds())('audit queue on %s', (kind) => {
     expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${p.id}%'`)).toBe(2);
     const many = await repo.createMany<Patient>([{ resourceType: 'Patient' }, { resourceType: 'Patient' }]);
     for (const m of many) expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${m.id}%'`)).toBe(1);
+  });
+
+  it('the writes of a transaction are audited together as it commits: one call, its rows committed with the writes or not at all', async () => {
+    const calls: string[][] = [];
+    let fail: 'throw' | 'nul' | undefined;
+    const audit = (writes: AuditedWrite[]) => {
+      calls.push(writes.map((w) => `${w.interaction} ${w.resource.resourceType}/${w.resource.id}/${w.resource.meta?.versionId}`));
+      if (fail === 'throw') throw new Error('audit refused');
+      const content = JSON.stringify({ client: 'tx', patient: writes.map((w) => `${w.resource.resourceType}/${w.resource.id}`).join(' ') });
+      return [{ ownerOrg: 'Organization/a', content: fail === 'nul' ? `${content}\u0000` : content }];
+    };
+    const repo = new Repository(t.db, { organization: 'Organization/a' }, { modules: [], audit });
+    const obs = (subject: string): Observation => ({ resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: subject } });
+    let inside = -1;
+    const { p, o } = await repo.transaction(async (tx) => {
+      const p = await tx.create<Patient>({ resourceType: 'Patient' });
+      const o = await tx.createMany<Observation>([obs(`Patient/${p.id}`), obs(`Patient/${p.id}`)]);
+      await tx.update<Patient>({ ...p, active: true });
+      // A savepoint rolled back takes its writes out of the audit with it.
+      const undone = tx.db.transaction(async (savepoint) => {
+        await tx.withDb(savepoint).create<Patient>({ resourceType: 'Patient' });
+        throw new Error('undo');
+      });
+      await expect(undone).rejects.toThrow('undo');
+      // Not yet written, even as the transaction itself sees the table.
+      inside = Number((await tx.db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${p.id}%'`)).rows[0].n);
+      return { p, o };
+    });
+    expect(inside).toBe(0);
+    expect(calls).toEqual([[`create Patient/${p.id}/1`, `create Observation/${o[0].id}/1`, `create Observation/${o[1].id}/1`, `update Patient/${p.id}/2`]]);
+    const rows = await t.db.query<{ content: string }>(`SELECT content FROM audit_queue WHERE content LIKE '%${p.id}%'`);
+    expect(rows.rows).toHaveLength(1);
+    expect(rows.rows[0].content).toContain(`Observation/${o[1].id}`);
+    // The audit fails (the function, or the INSERT itself): the writes are not committed either.
+    for (const how of ['throw', 'nul'] as const) {
+      fail = how;
+      const id = `audit-${how}-${kind}`;
+      await expect(repo.transaction((tx) => tx.createMany<Patient>([{ resourceType: 'Patient', id } as Patient], { keepIds: true }))).rejects.toThrow();
+      expect(await count(t, `SELECT count(*) AS n FROM resource WHERE id = '${id}'`)).toBe(0);
+      expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${id}%'`)).toBe(0);
+    }
+    // Outside a transaction a write's rows go in its own statement, as before.
+    fail = undefined;
+    calls.length = 0;
+    const alone = await repo.create<Patient>({ resourceType: 'Patient' });
+    expect(calls).toEqual([[`create Patient/${alone.id}/1`]]);
+    expect(await count(t, `SELECT count(*) AS n FROM audit_queue WHERE content LIKE '%${alone.id}%'`)).toBe(1);
   });
 
   it('drains what is queued when stopped', async () => {

@@ -3,6 +3,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { WriteJournal } from './journal.ts';
+import type { WritesAuditRow } from './journal.ts';
 
 export interface QueryResult<R> {
   rows: R[];
@@ -62,6 +63,27 @@ function queryConfig(sql: string, params: unknown[] | undefined, options: QueryO
   }
   return { text: sql, values: params, types, name } as pg.QueryConfig;
 }
+
+const INSERT_AUDIT = 'INSERT INTO audit_queue (owner_org, content, records) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])';
+
+/**
+ * The end of a transaction: COMMIT, preceded by the INSERT of the audit-log rows of its writes
+ * (journal.ts auditRows) in the same round trip — one simple-protocol query of two statements. If
+ * the INSERT fails the COMMIT does not run, and the caller rolls the transaction back: the writes
+ * and their audit records commit together or not at all, as when a record is a CTE of its write's
+ * statement (write.ts). The values are quoted by the driver's own escapeLiteral (the audit record
+ * is JSON text the server made; there are no parameters in the simple protocol).
+ */
+export function commitSql(rows: WritesAuditRow[], literal: (s: string) => string): string {
+  if (rows.length === 0) return 'COMMIT';
+  // A simple-protocol query is a C string: a NUL would cut it short. PostgreSQL text holds none either.
+  if (rows.some((r) => r.content.includes('\u0000') || r.ownerOrg?.includes('\u0000'))) throw new Error('An audit record cannot hold a NUL character');
+  const values = rows.map((r) => `(${r.ownerOrg === null ? 'NULL' : literal(r.ownerOrg)}, ${literal(r.content)}, ${weight(r)})`).join(', ');
+  return `INSERT INTO audit_queue (owner_org, content, records) VALUES ${values}; COMMIT`;
+}
+
+/** A row's weight in a drain batch: a positive integer (1 unless the row says more). */
+const weight = (r: WritesAuditRow): number => (Number.isInteger(r.records) && r.records! > 0 ? r.records! : 1);
 
 class PgClientDb implements Db {
   readonly inTransaction = true;
@@ -130,8 +152,9 @@ export class PgDb implements Db {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const out = await fn(new PgClientDb(client));
-      await client.query('COMMIT');
+      const tx = new PgClientDb(client);
+      const out = await fn(tx);
+      await client.query(commitSql(tx.journal.auditRows(), (s) => client.escapeLiteral(s)));
       return out;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -203,7 +226,13 @@ export class PGliteDb implements Db {
     await this.pglite.exec(sql);
   }
   async transaction<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
-    return this.pglite.transaction((tx) => fn(new PGliteTxDb(tx)));
+    return this.pglite.transaction(async (tx) => {
+      const db = new PGliteTxDb(tx);
+      const out = await fn(db);
+      const audit = db.journal.auditRows();
+      if (audit.length > 0) await tx.query(INSERT_AUDIT, [audit.map((r) => r.ownerOrg), audit.map((r) => r.content), audit.map((r) => weight(r))]);
+      return out;
+    });
   }
   async close(): Promise<void> {
     await this.pglite.close();

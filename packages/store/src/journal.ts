@@ -4,7 +4,32 @@
 // search when X is new here: nobody outside the transaction knows X's id before it commits, so
 // only resources written in the same transaction can refer to it. A savepoint rolled back takes
 // its entries back with it (db.ts).
+//
+// It also holds the transaction's audited writes: their audit-log rows are made from all of them at
+// once and inserted just before the transaction commits (db.ts), one record per patient for the
+// whole transaction instead of one per resource (docs/decisions/0007-audit-per-request.md).
+import type { Resource } from '@medplum/fhirtypes';
+import type { RequestContext, WriteInteraction } from '@tic/fhir';
 import type { IndexRows } from './indexer.ts';
+import type { AuditRow } from './write.ts';
+
+/** One stored write as the audit sees it: who wrote what (the stored version), and how. */
+export interface AuditedWrite {
+  ctx: RequestContext;
+  interaction: WriteInteraction;
+  /** The stored version (for a delete: type, id and meta only). */
+  resource: Resource;
+}
+
+/**
+ * An audit-log row of writes. `records`: its weight in a drain batch (audit_queue.records; default
+ * 1): the number of resources it lists, so that a drain builds about as many entities whether the
+ * rows list one resource each or a request's 22.
+ */
+export type WritesAuditRow = AuditRow & { records?: number };
+
+/** The audit-log rows of a list of writes (the services' audit: one record per patient, ...). */
+export type AuditWrites = (writes: AuditedWrite[]) => WritesAuditRow[];
 
 export interface JournalEntry {
   type: string;
@@ -18,11 +43,30 @@ export interface JournalEntry {
   restricted: boolean;
   /** Created in this transaction under an id this server generated (a random UUID). */
   created: boolean;
+  /** The write, for its audit-log row (made when the transaction commits: auditRows). */
+  audit?: AuditedWrite;
 }
 
 export class WriteJournal {
   private readonly log: JournalEntry[] = [];
   private byKey = new Map<string, JournalEntry>();
+  private auditWrites: AuditWrites | undefined;
+
+  /** How the audited writes recorded here become audit-log rows (set by the repository). */
+  auditWith(audit: AuditWrites): void {
+    this.auditWrites = audit;
+  }
+
+  /**
+   * The audit-log rows of every audited write recorded here (and not rolled back), to be inserted
+   * in the transaction before it commits.
+   */
+  auditRows(): WritesAuditRow[] {
+    if (!this.auditWrites) return [];
+    const writes: AuditedWrite[] = [];
+    for (const e of this.log) if (e.audit) writes.push(e.audit);
+    return writes.length > 0 ? this.auditWrites(writes) : [];
+  }
 
   /** Records a write; `created`: a create whose id this server generated. */
   record(entry: JournalEntry): void {

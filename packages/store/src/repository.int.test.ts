@@ -3,6 +3,7 @@ import type { Observation, Patient, Resource } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
 import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import { Repository } from './repository.ts';
+import type { AuditedWrite } from './journal.ts';
 import type { TestDatabase } from './testing.ts';
 import { openTestDatabase, testDatabaseKinds } from './testing.ts';
 
@@ -63,7 +64,7 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
   });
 
   it('updates and deletes of hook-free types in one statement: versions in order under concurrency, audit rows and index rows follow', async () => {
-    const audit = (_ctx: unknown, interaction: string, r: Resource) => [{ ownerOrg: 'Organization/a', content: JSON.stringify({ interaction, ref: `${r.resourceType}/${r.id}/_history/${r.meta?.versionId}` }) }];
+    const audit = (writes: AuditedWrite[]) => writes.map(({ interaction, resource: r }) => ({ ownerOrg: 'Organization/a', content: JSON.stringify({ interaction, ref: `${r.resourceType}/${r.id}/_history/${r.meta?.versionId}` }) }));
     const a = new Repository(t.db, orgA, { modules: [], audit });
     const p = await a.create<Patient>({ resourceType: 'Patient', name: [{ family: 'Before' }] });
     const updates = await Promise.all(Array.from({ length: 8 }, (_, i) => a.update<Patient>({ ...p, name: [{ family: `After${i}` }] })));
@@ -178,10 +179,11 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     const validate = (r: Resource) => {
       if ((r as { gender?: string }).gender === 'bad') throw new OperationOutcomeError({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'value', diagnostics: 'bad' }] }, 400);
     };
-    const audit = (_ctx: RequestContext, interaction: string, r: Resource) => {
-      audited.push(`${interaction} ${r.resourceType}/${r.id}/${r.meta?.versionId}`);
-      return [{ ownerOrg: 'Organization/a', content: JSON.stringify({ what: `${r.resourceType}/${r.id}` }) }];
-    };
+    const audit = (writes: AuditedWrite[]) =>
+      writes.map(({ interaction, resource: r }) => {
+        audited.push(`${interaction} ${r.resourceType}/${r.id}/${r.meta?.versionId}`);
+        return { ownerOrg: 'Organization/a', content: JSON.stringify({ what: `${r.resourceType}/${r.id}` }) };
+      });
     const r = new Repository(t.db, orgA, { modules: [], validate, audit });
     const ids = [crypto.randomUUID(), crypto.randomUUID()];
     const [p, o] = await r.createMany<Resource>([

@@ -12,6 +12,7 @@ import { isRestricted, isSystemContext, numberPlaceholders, visibilityPredicate 
 import { insertNewResources, writeNextVersion, writeVersion } from './write.ts';
 import { patientOfSql } from './audit-queue.ts';
 import type { AuditRow, CompanionRow } from './write.ts';
+import type { AuditedWrite, AuditWrites } from './journal.ts';
 import { searchResources } from './search.ts';
 import { searchParam } from './search-query.ts';
 import { splitToken } from './search-values.ts';
@@ -25,10 +26,11 @@ export interface RepositoryServices {
   /** Enqueues a job in the given transaction (see @tic/jobs). */
   enqueueJob?: (db: Db, task: string, payload: unknown, options?: { jobKey?: string; runAt?: Date; maxAttempts?: number }) => Promise<void>;
   /**
-   * The audit-log rows of every stored write, inserted in the same statement as the write: all or
-   * nothing, without a transaction of their own.
+   * The audit-log rows of stored writes: of a write outside a transaction, inserted in the write's
+   * own statement; of every write in a transaction, made from all of them at once and inserted just
+   * before it commits (db.ts). Either way all or nothing with the writes.
    */
-  audit?: (ctx: RequestContext, interaction: WriteInteraction, resource: Resource) => AuditRow[];
+  audit?: AuditWrites;
 }
 
 export interface StoredRow {
@@ -221,7 +223,6 @@ export class Repository implements ResourceRepository {
     const lastUpdated = new Date().toISOString();
     const stored: T[] = [];
     const rows: CompanionRow[] = [];
-    const audit: AuditRow[] = [];
     resources.forEach((r, i) => {
       const resource = { ...r, id: options.keepIds ? r.id : newResourceId() } as T;
       // The shape is the caller's resource's: an id the store assigns is always valid (a kept one
@@ -234,16 +235,18 @@ export class Repository implements ResourceRepository {
       const row = newResourceRow(this.ctx, resource, lastUpdated);
       stored.push(JSON.parse(row.row.content) as T);
       rows.push(row);
-      audit.push(...this.auditRows('create', stored[stored.length - 1]));
     });
+    const audited = stored.map((r) => this.audited('create', r));
     try {
-      await insertNewResources(this.db, rows, audit);
+      await insertNewResources(this.db, rows, this.auditRowsNow(audited));
     } catch (e) {
       if (options.keepIds && (e as { code?: unknown }).code === '23505') throw conflict('A resource with one of the given ids exists already');
       throw e;
     }
     const assigned = !options.keepIds || options.idsAssigned === true;
-    for (const c of rows) this.db.journal?.record({ type: c.row.resourceType, id: c.row.id, content: c.row.content, index: c.index, ownerOrg: c.row.ownerOrg, restricted: c.row.restricted, created: assigned });
+    rows.forEach((c, k) =>
+      this.db.journal?.record({ type: c.row.resourceType, id: c.row.id, content: c.row.content, index: c.index, ownerOrg: c.row.ownerOrg, restricted: c.row.restricted, created: assigned, audit: audited[k] }),
+    );
     return stored;
   }
 
@@ -382,11 +385,21 @@ export class Repository implements ResourceRepository {
         if (deleting) extra.push('NOT r.deleted');
         return { sql: [vis.sql, ...extra].join(' AND '), params };
       },
-      this.auditRows(interaction, stored),
+      // The version number is not known yet: the statement puts it where the rows hold the token.
+      this.auditRowsNow([this.audited(interaction, stored)]),
     );
     if (written === undefined) return undefined;
     const out = { ...stored, meta: { ...stored.meta, versionId: String(written.version) } } as T;
-    this.db.journal?.record({ type: out.resourceType, id: out.id!, content: deleting ? undefined : JSON.stringify(out), index, ownerOrg: written.ownerOrg, restricted: !deleting && isRestricted(out), created: false });
+    this.db.journal?.record({
+      type: out.resourceType,
+      id: out.id!,
+      content: deleting ? undefined : JSON.stringify(out),
+      index,
+      ownerOrg: written.ownerOrg,
+      restricted: !deleting && isRestricted(out),
+      created: false,
+      audit: this.audited(interaction, out),
+    });
     return out;
   }
 
@@ -569,21 +582,40 @@ export class Repository implements ResourceRepository {
     const content = JSON.stringify(stored);
     const index = deleting ? undefined : indexResource(stored);
     const restricted = !deleting && isRestricted(stored);
+    const audited = this.audited(interaction, stored);
     const ok = await writeVersion(
       this.db,
       { resourceType: stored.resourceType, id: stored.id!, versionId, lastUpdated, deleted: deleting, content, ownerOrg, restricted },
       index,
       previous ? Number(previous.row.version_id) : undefined,
-      this.auditRows(interaction, stored),
+      this.auditRowsNow([audited]),
     );
     if (!ok) throw new WriteConflict();
-    this.db.journal?.record({ type: stored.resourceType, id: stored.id!, content: deleting ? undefined : content, index, ownerOrg, restricted, created: interaction === 'create' && assignedId });
+    this.db.journal?.record({ type: stored.resourceType, id: stored.id!, content: deleting ? undefined : content, index, ownerOrg, restricted, created: interaction === 'create' && assignedId, audit: audited });
     for (const m of hooks) if (m.afterWrite) await m.afterWrite(deleting ? previous!.resource! : stored, hookCtx);
     return stored;
   }
 
-  private auditRows(interaction: WriteInteraction, stored: Resource): AuditRow[] {
-    return this.services.audit?.(this.ctx, interaction, stored) ?? [];
+  /** A stored write as the audit sees it (undefined when writes are not audited). */
+  private audited(interaction: WriteInteraction, stored: Resource): AuditedWrite | undefined {
+    return this.services.audit ? { ctx: this.ctx, interaction, resource: stored } : undefined;
+  }
+
+  /**
+   * The audit-log rows to insert in a write's own statement. Outside a transaction: those of these
+   * writes. Inside one: none; the transaction's journal keeps the writes (journal.record's `audit`),
+   * and the rows of all of them are made at once and inserted just before it commits (db.ts): one
+   * record per patient for the whole transaction, however many resources it writes.
+   */
+  private auditRowsNow(writes: Array<AuditedWrite | undefined>): AuditRow[] {
+    const audit = this.services.audit;
+    if (!audit) return [];
+    if (this.db.journal) {
+      this.db.journal.auditWith(audit);
+      return [];
+    }
+    const list = writes.filter((w): w is AuditedWrite => w !== undefined);
+    return list.length > 0 ? audit(list) : [];
   }
 
   // ---------------------------------------------------------------- history

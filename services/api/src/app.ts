@@ -19,7 +19,7 @@ import { referralModule } from '@tic/referral';
 import { installJobSchema } from '@tic/jobs';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
-import { auditAccess, auditEventsFor, auditRefusal, auditRowForRead, auditRowsForWrite } from './audit.ts';
+import { auditAccess, auditEventsFor, auditRefusal, auditRowForRead, auditRowsForWrites } from './audit.ts';
 import { validateOperation } from './operations/validate.ts';
 import { seedConformance } from './seed.ts';
 import { loadDemoData } from './demo.ts';
@@ -103,7 +103,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
         throw badRequest('The resource is malformed and could not be validated');
       }
     },
-    audit: auditRowsForWrite,
+    audit: auditRowsForWrites,
   };
   const systemRepository = () => new Repository(db, { system: true, baseUrl }, { ...services, modules });
   await seedConformance(systemRepository(), conformance, logger);

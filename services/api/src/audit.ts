@@ -9,7 +9,7 @@ import type { RequestContext, WriteInteraction } from '@tic/fhir';
 import { isOperationOutcomeError, OperationOutcomeError, outcome } from '@tic/fhir';
 import { auditRecord, buildAuditEvents } from '@tic/auth';
 import type { AuditAction, AuditRecord, RestfulInteraction } from '@tic/auth';
-import type { AuditQueue, AuditRow, Db } from '@tic/store';
+import type { AuditedWrite, AuditQueue, Db, WritesAuditRow } from '@tic/store';
 import { appendAuditRows, patientOf } from '@tic/store';
 
 /** Owner of audit records that belong to no client organisation (e.g. refused unauthenticated calls). */
@@ -32,19 +32,40 @@ function ownerOf(ctx: RequestContext | undefined): string | null {
   return ctx?.organization ?? null;
 }
 
-/** The audit-log row of a write, stored in the same statement as the write itself. */
-export function auditRowsForWrite(ctx: RequestContext, interaction: WriteInteraction, resource: Resource): AuditRow[] {
-  if (resource.resourceType === 'AuditEvent' || ctx.system) return [];
-  const patient = patientOf(resource);
-  const record = auditRecord({
-    ctx,
-    action: actionFor[interaction],
-    interaction: interaction === 'patch' ? 'patch' : interaction,
-    resources: [`${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`],
-    patients: patient ? [patient] : undefined,
-    outcome: '0',
-  });
-  return [{ ownerOrg: ownerOf(ctx), content: JSON.stringify(record) }];
+/**
+ * The audit-log rows of writes: of one write outside a transaction (in the write's own statement),
+ * or of every write of a transaction (inserted just before it commits; @tic/store db.ts). One
+ * record per client request, interaction and patient, listing every resource written (each
+ * versioned): a POST whose hooks derive 21 Observations is one record and becomes one AuditEvent
+ * with 22 `entity` entries; a transaction Bundle about two patients is one record, and one event,
+ * per patient (docs/decisions/0007-audit-per-request.md). The server's own writes and AuditEvents
+ * are not audited.
+ */
+export function auditRowsForWrites(writes: AuditedWrite[]): WritesAuditRow[] {
+  const groups = new Map<string, { ctx: RequestContext; interaction: WriteInteraction; patient: string | undefined; resources: string[] }>();
+  for (const { ctx, interaction, resource } of writes) {
+    if (resource.resourceType === 'AuditEvent' || ctx.system) continue;
+    const patient = patientOf(resource);
+    const key = `${ctx.organization ?? ''}\n${ctx.clientId ?? ''}\n${ctx.requestId ?? ''}\n${interaction}\n${patient ?? ''}`;
+    const reference = `${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId}`;
+    const group = groups.get(key);
+    if (group) group.resources.push(reference);
+    else groups.set(key, { ctx, interaction, patient, resources: [reference] });
+  }
+  const rows: WritesAuditRow[] = [];
+  for (const g of groups.values()) {
+    const record = auditRecord({
+      ctx: g.ctx,
+      action: actionFor[g.interaction],
+      interaction: g.interaction === 'patch' ? 'patch' : g.interaction,
+      resources: g.resources,
+      patients: g.patient ? [g.patient] : undefined,
+      outcome: '0',
+    });
+    // Weighed by its resources in a drain batch: a batch builds about as many entities as before.
+    rows.push({ ownerOrg: ownerOf(g.ctx), content: JSON.stringify(record), records: g.resources.length });
+  }
+  return rows;
 }
 
 /**
