@@ -2,8 +2,9 @@
 import type { Observation, Patient, Resource } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
 import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
-import { Repository } from './repository.ts';
+import { newResourceRow, Repository } from './repository.ts';
 import type { AuditedWrite } from './journal.ts';
+import { insertNewResources } from './write.ts';
 import type { TestDatabase } from './testing.ts';
 import { openTestDatabase, testDatabaseKinds } from './testing.ts';
 
@@ -220,6 +221,19 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     expect((await repo().search<Patient>('Patient', { family: `Sur\ufffdrogate-${kind}` })).map((p) => p.id)).toEqual([created[0].id]);
     const single = await repo().create<Patient>({ resourceType: 'Patient', name: [{ family: `One\udc00-${kind}` }] });
     expect((await repo().search<Patient>('Patient', { family: `One\ufffd-${kind}` })).map((p) => p.id)).toEqual([single.id]);
+  });
+
+  it('createMany stores content exactly, quotes, backslashes and control characters included, and returns what a read returns', async () => {
+    const family = `Q"u\\o\u001ete's ${kind}`;
+    const created = await repo().createMany<Patient>([{ resourceType: 'Patient', name: [{ family }] }, { resourceType: 'Patient', name: [{ family: '"' }], gender: 'other' }]);
+    for (const c of created) expect(await repo().read<Patient>('Patient', c.id!)).toEqual(c);
+    expect(created[0].name?.[0].family).toBe(family);
+    // Content that is not JSON text could hold the separator itself: sent as a text[] then.
+    const odd = newResourceRow(system, { resourceType: 'Basic', code: { text: 'x' } } as Resource);
+    odd.row.content = `{"resourceType":"Basic","id":"${odd.row.id}","x":"a\u001eb"}`;
+    await insertNewResources(t.db, [odd, newResourceRow(system, { resourceType: 'Basic', code: { text: 'y' } } as Resource)]);
+    const stored = await t.db.query<{ content: string }>('SELECT content FROM resource WHERE resource_type = $1 AND id = $2', ['Basic', odd.row.id]);
+    expect(stored.rows[0].content).toBe(odd.row.content);
   });
 
   it('findByIdentifiers answers look-ups of several types at once, values with search escapes included, visibility applied', async () => {

@@ -233,7 +233,8 @@ export class Repository implements ResourceRepository {
         throw errorAt(i, e);
       }
       const row = newResourceRow(this.ctx, resource, lastUpdated);
-      stored.push(JSON.parse(row.row.content) as T);
+      // The stored form itself, not its JSON parsed back (the same resource, one parse less each).
+      stored.push(row.resource as T);
       rows.push(row);
     });
     const audited = stored.map((r) => this.audited('create', r));
@@ -571,7 +572,8 @@ export class Repository implements ResourceRepository {
           if (changed) resource = changed as T;
         }
       }
-      if (!alreadyValidated || hooks.length > 0) this.services.validate?.(resource);
+      // A hook that checked what varies may give the resource's shape: each shape validated once.
+      if (!alreadyValidated || hooks.length > 0) this.validateShape(resource, hookCtx.shape?.(resource));
     }
     const versionId = previous ? Number(previous.row.version_id) + 1 : 1;
     const lastUpdated = new Date().toISOString();
@@ -730,9 +732,10 @@ export class WriteConflict extends Error {
  * The stored form of a new resource written by the server on behalf of `ctx` (version 1, owned by
  * the acting organisation): for append-only records (AuditEvents) and bulk inserts. No validation or hooks.
  */
-export function newResourceRow(ctx: RequestContext, resource: Resource, lastUpdated = new Date().toISOString()): CompanionRow {
+export function newResourceRow(ctx: RequestContext, resource: Resource, lastUpdated = new Date().toISOString()): CompanionRow & { resource: Resource } {
   const stored = { ...resource, id: resource.id ?? newResourceId(), meta: { ...resource.meta, versionId: '1', lastUpdated } } as Resource;
   return {
+    resource: stored,
     row: {
       resourceType: stored.resourceType,
       id: stored.id!,

@@ -139,7 +139,7 @@ function insertCtes(arr: (values: unknown) => string, rows: CompanionRow[], name
     `${arr(r.map((x) => x.versionId))}::bigint[]`,
     `${arr(r.map((x) => x.lastUpdated))}::timestamptz[]`,
     `${arr(r.map((x) => x.deleted))}::boolean[]`,
-    `${arr(r.map((x) => x.content))}::text[]`,
+    texts(arr, r.map((x) => x.content)),
     `${arr(r.map((x) => x.ownerOrg))}::text[]`,
     `${arr(r.map((x) => x.restricted))}::boolean[]`,
   ].join(', ');
@@ -147,6 +147,20 @@ function insertCtes(arr: (values: unknown) => string, rows: CompanionRow[], name
     `${name} AS (INSERT INTO resource (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`,
     `${name}v AS (INSERT INTO resource_version (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`,
   ];
+}
+
+const SEPARATOR = '\u001e';
+
+/**
+ * Texts as one parameter split by PostgreSQL (`string_to_array`): resource JSON never holds U+001E
+ * (JSON.stringify escapes every control character), so the driver need not quote each element of
+ * an array literal (pg's escapeElement on every quote and backslash of 21 Observations' JSON: ~140 µs
+ * of the API per scored intake) nor PostgreSQL unquote it. A text[] when an element holds the separator
+ * or is empty.
+ */
+function texts(arr: (values: unknown) => string, values: string[]): string {
+  if (values.some((v) => v === '' || v.includes(SEPARATOR))) return `${arr(values)}::text[]`;
+  return `string_to_array(${arr(values.join(SEPARATOR))}::text, E'\\x1e')`;
 }
 
 /** The CTE appending audit-log rows. */
