@@ -319,8 +319,22 @@ export function normalizeString(s: string): string {
 
 const DAY = 86_400_000;
 
+// The ranges of recent values: the Observations of one response, or a bulk load, repeat a few.
+const recentRanges = new Map<string, readonly [string, string] | undefined>();
+const MAX_RECENT_RANGES = 512;
+
 /** The [low, high) instant range a FHIR date/dateTime/instant denotes, by its precision. */
 export function dateRange(value: string): [string, string] | undefined {
+  let r = recentRanges.get(value);
+  if (r === undefined && !recentRanges.has(value)) {
+    r = computeDateRange(value);
+    if (recentRanges.size >= MAX_RECENT_RANGES) recentRanges.clear();
+    recentRanges.set(value, r);
+  }
+  return r ? [r[0], r[1]] : undefined;
+}
+
+function computeDateRange(value: string): [string, string] | undefined {
   const m = /^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?$/.exec(value);
   if (!m) return undefined;
   const [, y, mo, d, h, mi, s, frac, tz] = m;
