@@ -127,6 +127,13 @@ export interface WriteHookContext {
   interaction: WriteInteraction;
   /** The current stored version before this write (update, patch, delete). */
   previous?: Resource;
+  /**
+   * Set by a beforeWrite hook that validated what varies in the resource (e.g. a
+   * QuestionnaireResponse's answers against its Questionnaire): the resource's shape, as
+   * CreateManyOptions.shape, given the resource as it is after every hook. The store validates each
+   * shape once; undefined = validate this one.
+   */
+  shape?: (resource: Resource) => string | undefined;
 }
 
 export interface OperationRequest {

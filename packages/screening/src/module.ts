@@ -16,6 +16,7 @@ import { runProtocol, withdrawProtocol } from './protocol.ts';
 import { organisationOf, screenResponse } from './screen-response.ts';
 import { retractObservations, upsertObservations } from './store-observations.ts';
 import { validateQuestionnaireResponse } from './validate-response.ts';
+import { responseShape } from './response-shape.ts';
 import type { ScreeningRuntime } from './runtime.ts';
 import { checkScreeningResponse, isFinished, questionnaireOf } from './runtime.ts';
 
@@ -46,6 +47,8 @@ async function beforeWrite(runtime: ScreeningRuntime, resource: Resource, ctx: W
   const q = await questionnaireFor(runtime, resource, ctx);
   if (!q) return undefined;
   validateQuestionnaireResponse(resource, q);
+  // The answers are checked against the Questionnaire's options: the structure is validated once per shape.
+  ctx.shape = (r) => responseShape(r, q);
   if (!isScreeningInstrument(q)) return undefined;
   checkScreeningResponse(resource);
   return withSecurityLabels(resource);

@@ -33,7 +33,7 @@ run('scored intake: statements per response', () => {
     await t?.close();
   });
 
-  it('a PCL-5 response with 21 Observations takes 6 statements, not one per Observation, and one validation', async () => {
+  it('a PCL-5 response with 21 Observations takes 6 statements, not one per Observation, and no validation once its shape passed', async () => {
     const patient = await s.create<Patient>({ resourceType: 'Patient' });
     const qr = JSON.parse(readFileSync(join(repoRoot, 'fhir-profiles/examples/QuestionnaireResponse-pcl-5-clinician.json'), 'utf8')) as QuestionnaireResponse;
     delete qr.id;
@@ -55,14 +55,28 @@ run('scored intake: statements per response', () => {
     const stored = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', qr), 201);
     const during = [...statements];
     validator.assertValid = assertValid;
-    // The response is validated; its Observations' shapes were validated with the first response.
-    expect(validated).toEqual(['QuestionnaireResponse']);
+    // Its shape (the first response's: another identifier) and its Observations' shapes were
+    // validated with the first response.
+    expect(validated).toEqual([]);
     const observations = (await observationsOf(s, stored.id!)) as Observation[];
     expect(observations).toHaveLength(21);
     // BEGIN, the response, the lock on its identifier, the look-up of earlier Observations, all 21
     // Observations in one statement, COMMIT.
     const listing = during.map((sql) => sql.replace(/\s+/g, ' ').slice(0, 100));
     expect({ count: during.length, listing }).toEqual({ count: Math.min(during.length, 6), listing });
+
+    // A response of another shape is validated in full: an element no Coding has is refused.
+    validator.assertValid = (r) => {
+      validated.push(r.resourceType);
+      assertValid(r);
+    };
+    const odd = structuredClone(qr);
+    odd.identifier = { system: 'https://ehr.example.org/screening', value: unique() };
+    (odd.item![0].answer![0].valueCoding as Record<string, unknown>).colour = 'red';
+    const refused = await s.post('QuestionnaireResponse', odd);
+    validator.assertValid = assertValid;
+    expect(refused.status).toBe(400);
+    expect(validated).toEqual(['QuestionnaireResponse']);
   });
 
   it('a positive screen with its protocol adds the Task and the Condition (looked up with the Observations)', async () => {
