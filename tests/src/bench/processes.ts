@@ -101,6 +101,8 @@ export async function startApi(options: { databaseUrl: string; clientsFile: stri
     WORKER: 'off',
     // The audit settings under test (AUDIT_READ_COMMIT, AUDIT_JOURNAL_SYNC_MS, ...) pass through.
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('AUDIT_'))),
+    // V8 or Node options for the API process alone (e.g. --max-semi-space-size=32), to compare.
+    ...(process.env.BENCH_API_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_API_NODE_OPTIONS } : {}),
     ...options.env,
   };
   return startChild(args, env, port, '/healthz');
