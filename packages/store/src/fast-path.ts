@@ -12,11 +12,16 @@ import type { TypedValue } from '@medplum/core';
 
 export type FastPath = (resource: Record<string, unknown>) => TypedValue[];
 
-const branchPattern = /^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)*)(?:\.ofType\(([A-Za-z]+)\))?\)?(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$/;
+const branchPattern = /^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)*)(?:\.ofType\(([A-Za-z]+)\))?\)?((?:\.[a-z][A-Za-z0-9]*)*)(?:\.where\((?:resolve\(\) is ([A-Z][A-Za-z]+)|system='([a-z]+)')\))?$/;
 
 interface Branch {
   path: string[];
   ofType?: string;
+  /**
+   * Elements below the typed choice ("(Observation.value.ofType(CodeableConcept)).text": ["text"]),
+   * walked as plain elements; their values' type is not known here (only string parameters).
+   */
+  then?: string[];
   resolveIs?: string;
   system?: string;
   /** The element's type when the schema says it has exactly one (top-level elements). */
@@ -37,8 +42,12 @@ function compileBranch(resourceType: string, text: string): Branch | undefined {
   const m = branchPattern.exec(text.trim());
   if (!m || (m[1] !== resourceType && m[1] !== 'Resource')) return undefined;
   if ((text.match(/\(/g) ?? []).length !== (text.match(/\)/g) ?? []).length) return undefined;
+  const then = m[4] ? m[4].slice(1).split('.') : undefined;
+  // Elements below a typed choice only, where nothing filters them, and each of them of one type
+  // (not a choice: those are walked by their JSON keys only on the main path).
+  if (then && (!m[3] || m[5] || m[6] !== undefined || !singleTyped(capitalize(m[3]), then))) return undefined;
   // The resource itself (a composite's expression "Observation").
-  if (!m[2]) return m[3] || m[4] || m[5] !== undefined ? undefined : { path: [], type: resourceType };
+  if (!m[2]) return m[3] || m[4] || m[5] || m[6] !== undefined ? undefined : { path: [], type: resourceType };
   const path = m[2].slice(1).split('.');
   let type = '';
   if (path.length === 1 && !m[3]) {
@@ -46,7 +55,18 @@ function compileBranch(resourceType: string, text: string): Branch | undefined {
     const types = element?.type ?? [];
     if (types.length === 1) type = types[0].code;
   }
-  return { path, ofType: m[3], resolveIs: m[4], system: m[5], type };
+  return then ? { path, ofType: m[3], then, type } : { path, ofType: m[3], resolveIs: m[5], system: m[6], type };
+}
+
+/** Whether each element of `path` below the data type `type` exists with exactly one type. */
+function singleTyped(type: string, path: string[]): boolean {
+  let current = type;
+  for (const seg of path) {
+    const types = getDataType(current)?.elements?.[seg]?.type ?? [];
+    if (types.length !== 1) return false;
+    current = types[0].code;
+  }
+  return true;
 }
 
 /** Compiles an expression (branches joined by " | ") into a direct evaluator, or undefined. */
@@ -102,7 +122,7 @@ export function branchKeys(resourceType: string | undefined, expression: string)
     } else {
       b = compileBranch(resourceType, text);
     }
-    if (!b || b.resolveIs || b.system !== undefined) return undefined;
+    if (!b || b.resolveIs || b.system !== undefined || b.then) return undefined;
     keys.push(b.path.join('.') + (b.ofType ? `.ofType(${capitalize(b.ofType)})` : ''));
   }
   return keys;
@@ -119,7 +139,7 @@ export function resolvedBranchKeys(resourceType: string, expression: string): { 
   let targetType: string | undefined;
   for (const text of expression.split(/\s+\|\s+/)) {
     const b = compileBranch(resourceType, text);
-    if (!b || !b.resolveIs || b.system !== undefined || b.path.length === 0) return undefined;
+    if (!b || !b.resolveIs || b.system !== undefined || b.path.length === 0 || b.then) return undefined;
     if (targetType !== undefined && targetType !== b.resolveIs) return undefined;
     targetType = b.resolveIs;
     keys.push(b.path.join('.') + (b.ofType ? `.ofType(${capitalize(b.ofType)})` : ''));
@@ -158,6 +178,19 @@ function evaluate(resource: Record<string, unknown>, b: Branch, out: TypedValue[
     }
     current = next;
     if (current.length === 0) return;
+  }
+  if (b.then) {
+    for (const seg of b.then) {
+      const next: unknown[] = [];
+      for (const node of current) {
+        if (node === null || typeof node !== 'object') continue;
+        const v = (node as Record<string, unknown>)[seg];
+        if (v !== undefined) push(next, v);
+      }
+      current = next;
+      if (current.length === 0) return;
+    }
+    type = '';
   }
   for (const v of current) {
     if (b.resolveIs) {

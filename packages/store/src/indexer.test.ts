@@ -80,6 +80,20 @@ const handMade: Resource[] = [
   } as Resource,
   {
     resourceType: 'Observation',
+    id: 'o5',
+    status: 'final',
+    code: { coding: [{ system: 'urn:c', code: 'q1' }] },
+    valueCodeableConcept: { coding: [{ system: 'urn:a', code: 'moderately', display: 'Moderately' }], text: 'Moderately' },
+  } as Resource,
+  {
+    resourceType: 'Observation',
+    id: 'o6',
+    status: 'final',
+    code: { text: 'note' },
+    valueString: 'Fine today',
+  } as Resource,
+  {
+    resourceType: 'Observation',
     id: 'o4',
     status: 'final',
     code: { coding: [{ system: 'http://loinc.org', code: '101698-9' }] },
@@ -132,6 +146,11 @@ describe('indexer fast path', () => {
     const all = (rows: IndexRows) => [...rows.token, ...rows.quantity, ...rows.date, ...rows.string].map((r) => String(r[0]));
     expect(all(o1).filter((c) => c.startsWith('combo-') || c.includes('$'))).toEqual([]);
     expect(o1.token.filter((r) => r[0] === 'code').map((r) => r[2])).toEqual(['85354-9', null]); // the coding and the text
+    // value-string: a string value, or a CodeableConcept value's text (the direct evaluator walks
+    // below the typed choice; the engine gives the same rows, checked above).
+    const valueString = (id: string) => indexResource(handMade.find((r) => r.id === id)!).string.filter((r) => r[0] === 'value-string').map((r) => r[1]);
+    expect(valueString('o5')).toEqual(['Moderately']);
+    expect(valueString('o6')).toEqual(['Fine today']);
     // Element-level base rows: one grp per Observation.component, the code and value of one
     // component sharing it.
     const o4 = indexResource(handMade[handMade.length - 1]);
