@@ -140,14 +140,26 @@ function expressionRoots(type: string, expr: string): string[] | undefined {
   return roots;
 }
 
-function hasRoot(resource: Record<string, unknown>, roots: string[]): boolean {
+function hasRoot(present: Set<string>, roots: string[]): boolean {
+  for (const root of roots) if (present.has(root)) return true;
+  return false;
+}
+
+/**
+ * The names a parameter's root matches in a resource: each top-level key, and each of its prefixes
+ * that an upper-case letter follows (a choice element appears as root + type name: effective →
+ * effectiveDateTime). Made once per resource instead of comparing every key with every root.
+ */
+function presentRoots(resource: Record<string, unknown>): Set<string> {
+  const present = new Set<string>();
   for (const key in resource) {
-    for (const root of roots) {
-      // A choice element appears as root + type name: effective → effectiveDateTime.
-      if (key === root || (key.startsWith(root) && key.length > root.length && key[root.length] >= 'A' && key[root.length] <= 'Z')) return true;
+    present.add(key);
+    for (let i = 1; i < key.length; i++) {
+      const c = key.charCodeAt(i);
+      if (c >= 65 && c <= 90) present.add(key.slice(0, i));
     }
   }
-  return false;
+  return present;
 }
 
 export function compiledParamsFor(type: string): CompiledParam[] {
@@ -494,15 +506,16 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
   const rows = emptyIndexRows();
   const input = [toTypedValue(resource)];
   const useFast = !options.engineOnly;
+  const present = presentRoots(resource as unknown as Record<string, unknown>);
   let grp = 0;
   for (const p of compiledParamsFor(resource.resourceType)) {
     if (p.union || p.fromBase) continue; // searched from other parameters' rows
     if (p.fromReferences) {
       // Its references are other parameters' rows; only identifiers (":identifier") are its own.
-      if (!p.roots || hasRoot(resource as unknown as Record<string, unknown>, p.roots)) addIdentifiers(rows, p, resource);
+      if (!p.roots || hasRoot(present, p.roots)) addIdentifiers(rows, p, resource);
       continue;
     }
-    if (p.roots && !hasRoot(resource as unknown as Record<string, unknown>, p.roots)) continue;
+    if (p.roots && !hasRoot(present, p.roots)) continue;
     if (p.group) {
       addGrouped(rows, p, resource, input, useFast);
       continue;
