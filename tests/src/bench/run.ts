@@ -188,14 +188,14 @@ async function main(): Promise<void> {
       });
       const cpu = cpuPerRequest(cpuBefore, sampleCpu(server.process.pid), m.requests);
       // The AuditEvents of the window's requests, built now (decision 0005 defers them while the API is busy).
-      const queued = await counter.query<{ n: string | null }>('SELECT sum(records) AS n FROM audit_queue');
+      const queued = await counter.query<{ n: string | null; rows: string }>('SELECT sum(records) AS n, count(*) AS rows FROM audit_queue');
       const deferredMs = await buildAuditEvents(fhirBase, await token());
       const after = await stored(counter);
       const per = (n: number) => (m.requests > 0 ? n / m.requests : 0);
       if (cpu) {
         notes.push(
           `${s.name}: CPU per request over the measured window (/proc): API ${cpu.apiMs.toFixed(2)} ms, PostgreSQL ${cpu.postgresMs.toFixed(2)} ms (other processes ${cpu.otherCores.toFixed(2)} cores); ` +
-            `AuditEvents of its ${m.requests.toLocaleString('en-US')} requests (${Number(queued.rows[0]?.n ?? 0).toLocaleString('en-US')} audit records queued) built afterwards in ${Math.round(deferredMs).toLocaleString('en-US')} ms (${((deferredMs * 1000) / Math.max(1, m.requests)).toFixed(0)} µs per request).`,
+            `AuditEvents of its ${m.requests.toLocaleString('en-US')} requests (${Number(queued.rows[0]?.rows ?? 0).toLocaleString('en-US')} audit-log rows queued, weighing ${Number(queued.rows[0]?.n ?? 0).toLocaleString('en-US')} records) built afterwards in ${Math.round(deferredMs).toLocaleString('en-US')} ms (${((deferredMs * 1000) / Math.max(1, m.requests)).toFixed(0)} µs per request).`,
         );
       }
       results.push({
@@ -208,7 +208,7 @@ async function main(): Promise<void> {
         auditEventsPerRequest: per(after.audits - before.audits),
       });
       log(`  ${Math.round(m.rps)}/s load ${loadNow().toFixed(1)} p50 ${m.p50} ms p99 ${m.p99} ms errors ${m.errors}${m.statuses ? ` ${JSON.stringify(m.statuses)}` : ''}`);
-      if (cpu) log(`  CPU per request: API ${cpu.apiMs.toFixed(2)} ms, PostgreSQL ${cpu.postgresMs.toFixed(2)} ms, other ${cpu.otherCores.toFixed(2)} cores; audit records ${queued.rows[0]?.n ?? 0}, built in ${Math.round(deferredMs)} ms`);
+      if (cpu) log(`  CPU per request: API ${cpu.apiMs.toFixed(2)} ms, PostgreSQL ${cpu.postgresMs.toFixed(2)} ms, other ${cpu.otherCores.toFixed(2)} cores; audit rows ${queued.rows[0]?.rows ?? 0} (${queued.rows[0]?.n ?? 0} records), built in ${Math.round(deferredMs)} ms`);
     }
 
     // The read audit's cost: the same read scenario against a second API on the same database
