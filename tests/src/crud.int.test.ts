@@ -5,7 +5,7 @@ import type { Bundle, CapabilityStatement, Patient } from '@medplum/fhirtypes';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
 import type { Fhir } from './helpers.ts';
-import { expectOutcome, fhir, unique } from './helpers.ts';
+import { countVersions, expectOutcome, fhir, unique } from './helpers.ts';
 
 let t: TestApi;
 let a: Fhir;
@@ -141,7 +141,7 @@ describe('conditional interactions', () => {
     const body = { resourceType: 'Patient', identifier: [{ system: 'urn:test:mrn', value }] };
     const first = await a.post('Patient', body, { 'If-None-Exist': `identifier=urn:test:mrn|${value}` });
     expect(first.status).toBe(201);
-    const patientVersions = async () => Number((await t.db.db.query<{ n: string }>(`select count(*)::text as n from resource_version where resource_type = 'Patient'`)).rows[0].n);
+    const patientVersions = () => countVersions(t, 'Patient');
     const before = await patientVersions();
     const second = await a.post('Patient', body, { 'If-None-Exist': `identifier=urn:test:mrn|${value}` });
     expect(second.status).toBe(200);

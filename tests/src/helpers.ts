@@ -67,10 +67,23 @@ export async function countRows(t: TestApi, table = 'resource'): Promise<number>
   return Number(r.rows[0].count);
 }
 
-/** Rows of data (current and versions), not counting AuditEvents, which refused requests add. */
+/**
+ * Rows of data, not counting AuditEvents, which refused requests add: resources (current versions)
+ * and versions (every version stored: the current ones and the replaced ones in resource_version).
+ */
 export async function countData(t: TestApi): Promise<{ resources: number; versions: number }> {
   const q = async (table: string) => Number((await t.db.db.query<{ n: string }>(`select count(*)::text as n from ${table} where resource_type <> 'AuditEvent'`)).rows[0].n);
-  return { resources: await q('resource'), versions: await q('resource_version') };
+  const resources = await q('resource');
+  return { resources, versions: resources + (await q('resource_version')) };
+}
+
+/** Every version stored of resources of `type`: the current ones (resource) and the replaced ones (resource_version). */
+export async function countVersions(t: TestApi, type: string): Promise<number> {
+  const r = await t.db.db.query<{ n: string }>(
+    `select ((select count(*) from resource where resource_type = $1) + (select count(*) from resource_version where resource_type = $1))::text as n`,
+    [type],
+  );
+  return Number(r.rows[0].n);
 }
 
 /** Unique text for test data, so tests in one database do not see each other's resources. */

@@ -262,6 +262,28 @@ CREATE TABLE audit_journal_mark (
     // later: compressing it (TOAST's default) cost the shipment more than storing it.
     sql: `ALTER TABLE audit_queue ALTER COLUMN content SET STORAGE EXTERNAL;`,
   },
+  {
+    version: 22,
+    name: 'resource_version holds only replaced versions',
+    // The current version of a resource is its row in resource; resource_version keeps the versions
+    // that were replaced (write.ts, decision 0006). The copies of current versions go: the table is
+    // rebuilt from the replaced versions alone (a DELETE of nearly every row would leave them all
+    // as dead tuples in the heap and its three indexes until a VACUUM, which cannot run here), and
+    // its indexes built after the rows are in. It reads resource_version once (a hash anti-join
+    // against resource's keys) and writes only the replaced versions.
+    sql: `
+ALTER TABLE resource_version RENAME TO resource_version_before_22;
+CREATE TABLE resource_version (LIKE resource_version_before_22 INCLUDING DEFAULTS INCLUDING STORAGE);
+INSERT INTO resource_version
+SELECT v.* FROM resource_version_before_22 v
+WHERE NOT EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = v.resource_type AND r.id = v.id AND r.version_id = v.version_id);
+DROP TABLE resource_version_before_22;
+ALTER TABLE resource_version ADD PRIMARY KEY (resource_type, id, version_id);
+CREATE INDEX resource_version_updated_idx ON resource_version (last_updated);
+CREATE INDEX resource_version_type_updated_idx ON resource_version (resource_type, last_updated);
+ANALYZE resource_version;
+`,
+  },
 ];
 
 /** Re-indexes the stored resources of every type whose indexing planDerived changed (migration 11). */

@@ -159,10 +159,16 @@ export class Repository implements ResourceRepository {
   async readVersion<T extends Resource>(type: string, id: string, versionId: string): Promise<T> {
     if (!/^\d{1,18}$/.test(versionId)) throw notFound(`Version ${versionId} of ${type}/${id} not found`);
     const vis = this.visibility(4);
-    const r = await this.db.query<StoredRow>(
-      `SELECT content, version_id, deleted, last_updated, owner_org FROM resource_version r WHERE resource_type = $1 AND id = $2 AND version_id = $3 AND ${vis.sql}`,
-      [type, id, versionId, ...vis.params],
-    );
+    // The current version is in resource, the replaced ones in resource_version (write.ts): a
+    // version is in one of them, read from the same snapshot.
+    const where = `resource_type = $1 AND id = $2 AND version_id = $3 AND ${vis.sql}`;
+    const cols = 'content, version_id, deleted, last_updated, owner_org';
+    const r = await this.db.query<StoredRow>(`SELECT ${cols} FROM resource r WHERE ${where} UNION ALL SELECT ${cols} FROM resource_version r WHERE ${where}`, [
+      type,
+      id,
+      versionId,
+      ...vis.params,
+    ]);
     const row = r.rows[0];
     if (!row) throw notFound(`Version ${versionId} of ${type}/${id} not found`);
     if (row.deleted) throw gone(`Version ${versionId} of ${type}/${id} is a deletion`);
@@ -637,14 +643,29 @@ export class Repository implements ResourceRepository {
     const vis = this.visibility(params.length + 1);
     where.push(vis.sql);
     params.push(...vis.params);
-    // Versions of a resource whose current version is labelled R/V are hidden with it.
+    // The current versions (resource) and the replaced ones (resource_version): each table's first
+    // offset + count in the page's order, walked by its own index, then merged. (The order is in
+    // each branch: PostgreSQL plans a branch with conditions of its own apart from the ORDER BY
+    // around the union, which would read every match of both tables and sort them.)
+    const old = [...where];
+    // Versions of a resource whose current version is labelled R/V are hidden with it (the
+    // current version itself by the visibility rule).
     if (!isSystemContext(this.ctx) && !this.ctx.canReadRestricted) {
-      where.push('NOT EXISTS (SELECT 1 FROM resource c WHERE c.resource_type = r.resource_type AND c.id = r.id AND c.restricted)');
+      old.push('NOT EXISTS (SELECT 1 FROM resource c WHERE c.resource_type = r.resource_type AND c.id = r.id AND c.restricted)');
     }
-    const order = id ? 'version_id DESC' : 'last_updated DESC, resource_type, id, version_id DESC';
-    params.push(options.count, options.offset);
+    // A resource has one current row: its branch needs no version_id to order ties.
+    const [order, currentOrder] = id
+      ? ['version_id DESC', 'version_id DESC']
+      : ['last_updated DESC, resource_type DESC, id DESC, version_id DESC', 'last_updated DESC, resource_type DESC, id DESC'];
+    params.push(options.count, options.offset, options.count + options.offset);
+    const [count, offset, first] = [`$${params.length - 2}`, `$${params.length - 1}`, `$${params.length}`];
+    const cols = 'resource_type, id, version_id, last_updated, deleted, content';
     const r = await this.db.query<StoredRow>(
-      `SELECT content, version_id, deleted, last_updated FROM resource_version r WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT $${params.length - 1} OFFSET $${params.length}`,
+      `SELECT content, version_id, deleted, last_updated FROM (
+        (SELECT ${cols} FROM resource r WHERE ${where.join(' AND ')} ORDER BY ${currentOrder} LIMIT ${first})
+        UNION ALL
+        (SELECT ${cols} FROM resource_version r WHERE ${old.join(' AND ')} ORDER BY ${order} LIMIT ${first})) r
+      ORDER BY ${order} LIMIT ${count} OFFSET ${offset}`,
       params,
     );
     return r.rows.map((row) => ({ resource: JSON.parse(row.content) as Resource, deleted: row.deleted, versionId: Number(row.version_id), lastUpdated: row.last_updated }));

@@ -1,5 +1,10 @@
-// The single-statement write: the current row, the version row and every search-index row of one
-// resource version in one SQL statement (one round trip, atomic even outside a transaction).
+// The single-statement write: the current row, the version it replaces and every search-index row of
+// one resource version in one SQL statement (one round trip, atomic even outside a transaction).
+//
+// Storage (decision 0006): `resource` holds the current version of every resource, `resource_version`
+// only the versions that were replaced. A create writes `resource` alone; an update or delete copies
+// the row it replaces from `resource` into `resource_version` in the statement that replaces it.
+// Every version of a resource is in exactly one of the two tables: history and vread read both.
 import type { Db } from './db.ts';
 import type { IndexRows } from './indexer.ts';
 import { emptyIndexRows } from './indexer.ts';
@@ -44,6 +49,16 @@ const casts: Record<string, string> = { low: 'timestamptz', high: 'timestamptz',
 const numericTables = new Set<keyof IndexRows>(['number', 'quantity']);
 const rowColumns = 'resource_type, id, version_id, last_updated, deleted, content, owner_org, restricted';
 
+// The version an UPDATE of `resource r` replaces is the row `o` joined to it: PostgreSQL's UPDATE
+// returns only new values, so RETURNING hands o's columns to the INSERT into resource_version, and
+// the copy is made exactly when the update is. `o.version_id = r.version_id` keeps o the row r
+// replaces when a concurrent writer got there first (READ COMMITTED re-checks the conditions on the
+// newest version of r): see writeVersion and writeNextVersion for how each gets o.
+const replacedRow = 'o.resource_type = r.resource_type AND o.id = r.id AND o.version_id = r.version_id';
+const replacedColumns =
+  'o.version_id AS o_version_id, o.last_updated AS o_last_updated, o.deleted AS o_deleted, o.content AS o_content, o.owner_org AS o_owner_org, o.restricted AS o_restricted';
+const replacedValues = 'w.o_version_id, w.o_last_updated, w.o_deleted, w.o_content, w.o_owner_org, w.o_restricted';
+
 /**
  * expectedVersion: undefined → the resource must not exist yet (create); a number → the stored
  * version must be exactly that (update). Returns false when that expectation did not hold
@@ -70,11 +85,15 @@ export async function writeVersion(
       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (resource_type, id) DO NOTHING RETURNING 1)`);
   } else {
     p.push(expectedVersion);
-    ctes.push(`w AS (UPDATE resource SET version_id = $3, last_updated = $4, deleted = $5, content = $6, owner_org = $7, restricted = $8
-      WHERE resource_type = $1 AND id = $2 AND version_id = $${p.length} RETURNING 1)`);
+    // o is the stored row as the statement's snapshot has it, not locked: when a concurrent writer
+    // replaced it meanwhile, r's re-check against the newest version fails on the expected version
+    // (every write changes it) and nothing is written, as for any version conflict. So o is never
+    // a stale copy, and the write takes no lock beyond the update's own.
+    ctes.push(`w AS (UPDATE resource r SET version_id = $3, last_updated = $4, deleted = $5, content = $6, owner_org = $7, restricted = $8
+      FROM resource o WHERE r.resource_type = $1 AND r.id = $2 AND r.version_id = $${p.length} AND ${replacedRow}
+      RETURNING ${replacedColumns})`);
+    ctes.push(`v AS (INSERT INTO resource_version (${rowColumns}) SELECT $1, $2, ${replacedValues} FROM w)`);
   }
-  ctes.push(`v AS (INSERT INTO resource_version (${rowColumns})
-      SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM w))`);
   ctes.push(...auditCtes(arr, audit, 'WHERE EXISTS (SELECT 1 FROM w)'));
   for (const [key, table] of indexTables) {
     if (expectedVersion !== undefined) {
@@ -94,6 +113,7 @@ export async function writeVersion(
  * rows. Only for writes that need nothing from the previous version (no domain-module hooks).
  * `where` is a further condition on the stored row `r` (visibility, If-Match, not deleted), with
  * its placeholders numbered from `$(params.length + 1)` of `whereParams`'s own count (see callers).
+ * The version it replaces is copied into resource_version in the same statement.
  * Returns the new version number and the row's owner, or undefined when no row met the conditions
  * (nothing written: the caller takes the general path, which says why).
  */
@@ -112,10 +132,15 @@ export async function writeNextVersion(
     p.push(values);
     return `$${p.length}`;
   };
+  // o is the stored row locked (FOR UPDATE) before it is replaced: a concurrent writer that got
+  // there first is waited for and o is then its version, so concurrent writes of one resource
+  // each get the next version in one statement (the conditions re-checked on the newest version).
   const ctes: string[] = [
     `w AS (UPDATE resource r SET version_id = r.version_id + 1, last_updated = $3, deleted = $4, content = replace($5, $7, (r.version_id + 1)::text), restricted = $6
-      WHERE r.resource_type = $1 AND r.id = $2 AND r.owner_org IS NOT NULL AND ${cond.sql} RETURNING r.version_id, r.content, r.owner_org)`,
-    `v AS (INSERT INTO resource_version (${rowColumns}) SELECT $1, $2, w.version_id, $3, $4, w.content, w.owner_org, $6 FROM w)`,
+      FROM (SELECT * FROM resource r WHERE r.resource_type = $1 AND r.id = $2 AND r.owner_org IS NOT NULL AND ${cond.sql} FOR UPDATE) o
+      WHERE r.resource_type = $1 AND r.id = $2 AND ${replacedRow}
+      RETURNING r.version_id, r.owner_org, ${replacedColumns})`,
+    `v AS (INSERT INTO resource_version (${rowColumns}) SELECT $1, $2, ${replacedValues} FROM w)`,
   ];
   if (audit.length > 0) {
     ctes.push(`a AS (INSERT INTO audit_queue (owner_org, content)
@@ -129,7 +154,7 @@ export async function writeNextVersion(
   return r.rows[0] ? { version: Number(r.rows[0].version_id), ownerOrg: r.rows[0].owner_org } : undefined;
 }
 
-/** CTEs inserting new resources (version 1 rows): current and version tables. */
+/** The CTE inserting new resources (version 1 rows, current: resource_version is for replaced versions). */
 function insertCtes(arr: (values: unknown) => string, rows: CompanionRow[], name: string, condition: string): string[] {
   if (rows.length === 0) return [];
   const r = rows.map((c) => c.row);
@@ -143,10 +168,7 @@ function insertCtes(arr: (values: unknown) => string, rows: CompanionRow[], name
     `${arr(r.map((x) => x.ownerOrg))}::text[]`,
     `${arr(r.map((x) => x.restricted))}::boolean[]`,
   ].join(', ');
-  return [
-    `${name} AS (INSERT INTO resource (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`,
-    `${name}v AS (INSERT INTO resource_version (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`,
-  ];
+  return [`${name} AS (INSERT INTO resource (${rowColumns}) SELECT * FROM unnest(${cols}) ${condition})`];
 }
 
 const SEPARATOR = '\u001e';

@@ -396,12 +396,14 @@ async function main(): Promise<void> {
     for (const c of analyzers) await c.end();
     const loadAfter = loadavg()[0];
 
-    // Latency per referral, from the databases: A's Task version 1 → B's Task version 1.
-    const createdOnA = await rows<{ id: string; t: string }>(dbA.url, "SELECT id, (extract(epoch FROM min(last_updated)) * 1000)::float8::text AS t FROM resource_version WHERE resource_type = 'Task' GROUP BY id");
+    // Latency per referral, from the databases: A's Task version 1 → B's Task version 1 (the
+    // earliest of its versions: the current one in resource, the replaced ones in resource_version).
+    const taskVersions = "(SELECT id, last_updated FROM resource WHERE resource_type = 'Task' UNION ALL SELECT id, last_updated FROM resource_version WHERE resource_type = 'Task')";
+    const createdOnA = await rows<{ id: string; t: string }>(dbA.url, `SELECT id, (extract(epoch FROM min(last_updated)) * 1000)::float8::text AS t FROM ${taskVersions} v GROUP BY id`);
     const onB = await rows<{ value: string; copies: string; t: string }>(
       dbB.url,
       `SELECT x.value, count(DISTINCT x.id)::text AS copies, (extract(epoch FROM min(v.last_updated)) * 1000)::float8::text AS t
-       FROM sp_token x JOIN resource_version v ON v.resource_type = 'Task' AND v.id = x.id
+       FROM sp_token x JOIN ${taskVersions} v ON v.id = x.id
        WHERE x.resource_type = 'Task' AND x.code = 'identifier' AND x.system = $1 GROUP BY x.value`,
       [REFERRAL_ID],
     );

@@ -54,10 +54,15 @@ async function checkScreening(fhirBase: string, token: string, subject: string, 
   return { present: true, scored: n > 0, observations: n, versions: after.versions - before.versions, audits: after.audits - before.audits };
 }
 
-/** Resource versions stored so far, and AuditEvents among them (what a request really writes). */
+/**
+ * Resource versions stored so far, and AuditEvents among them (what a request really writes): the
+ * current versions (resource rows) and the replaced ones (resource_version rows). A create adds a
+ * resource row, an update or delete a resource_version row: one version each.
+ */
 async function stored(client: pg.Client): Promise<{ versions: number; audits: number }> {
   const r = await client.query<{ v: string; a: string }>(
-    `SELECT (SELECT count(*) FROM resource_version)::text AS v, (SELECT count(*) FROM resource_version WHERE resource_type = 'AuditEvent')::text AS a`,
+    `SELECT ((SELECT count(*) FROM resource) + (SELECT count(*) FROM resource_version))::text AS v,
+       ((SELECT count(*) FROM resource WHERE resource_type = 'AuditEvent') + (SELECT count(*) FROM resource_version WHERE resource_type = 'AuditEvent'))::text AS a`,
   );
   return { versions: Number(r.rows[0].v), audits: Number(r.rows[0].a) };
 }
