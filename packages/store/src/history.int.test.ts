@@ -214,7 +214,7 @@ describe.each(testDatabaseKinds())('migration 22 on %s', (kind) => {
       await db.query('INSERT INTO resource_version SELECT * FROM resource');
       expect(await stored(db, 'Patient', p.id!)).toEqual({ current: [3], replaced: [1, 2, 3] });
 
-      expect(await migrate(db)).toEqual([22]);
+      expect(await migrate(db)).toEqual([22, 23]);
       expect(await stored(db, 'Patient', p.id!)).toEqual({ current: [3], replaced: [1, 2] });
       expect(await stored(db, 'Observation', created[0].id!)).toEqual({ current: [2], replaced: [1] });
       const count = async (sql: string) => Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${sql}`)).rows[0].n);
@@ -233,6 +233,7 @@ describe.each(testDatabaseKinds())('migration 22 on %s', (kind) => {
         'resource_owner_idx',
         'resource_pkey',
         'resource_type_updated_idx',
+        'resource_updated_idx',
         'resource_version_pkey',
         'resource_version_type_updated_idx',
         'resource_version_updated_idx',
