@@ -4,7 +4,7 @@
 import type { Patient, Resource } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
 import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
-import type { Db } from './db.ts';
+import type { Db, QueryOptions } from './db.ts';
 import { PGliteDb, PgDb } from './db.ts';
 import { migrate, migrations } from './migrations.ts';
 import type { HistoryOptions } from './repository.ts';
@@ -169,9 +169,25 @@ describe.each(testDatabaseKinds())('history on %s', (kind) => {
       const winner = (results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<Patient>).value;
       expect(await repo(ctx).read<Patient>('Patient', p.id!)).toEqual(winner);
       expect(await repo(ctx).readVersion<Patient>('Patient', p.id!, '1')).toEqual(p);
-      // Without If-Match every update writes a version of its own, each replaced one copied once.
-      await Promise.all(['male', 'female', 'other'].map((g) => repo(ctx).update<Patient>({ ...p, gender: g as Patient['gender'] })));
-      expect(await stored(t.db, 'Patient', p.id!)).toEqual({ current: [5], replaced: [1, 2, 3, 4] });
+      // Without If-Match every update writes a version of its own, each replaced one copied once;
+      // an organisation's (one statement each) waits for the one before it instead of falling back
+      // to reading the row first.
+      const statements: string[] = [];
+      const counted = new Proxy(t.db, {
+        get(target, prop, receiver) {
+          if (prop === 'query') {
+            return (sql: string, params?: unknown[], o?: QueryOptions) => {
+              statements.push(sql);
+              return target.query(sql, params, o);
+            };
+          }
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      }) as Db;
+      await Promise.all(['male', 'female', 'other', 'unknown'].map((g) => new Repository(counted, ctx, { modules: [] }).update<Patient>({ ...p, gender: g as Patient['gender'] })));
+      expect(await stored(t.db, 'Patient', p.id!)).toEqual({ current: [6], replaced: [1, 2, 3, 4, 5] });
+      if (ctx === orgA) expect(statements).toHaveLength(4);
     }
   });
 });

@@ -51,10 +51,9 @@ const rowColumns = 'resource_type, id, version_id, last_updated, deleted, conten
 
 // The version an UPDATE of `resource r` replaces is the row `o` joined to it: PostgreSQL's UPDATE
 // returns only new values, so RETURNING hands o's columns to the INSERT into resource_version, and
-// the copy is made exactly when the update is. `o.version_id = r.version_id` keeps o the row r
-// replaces when a concurrent writer got there first (READ COMMITTED re-checks the conditions on the
-// newest version of r): see writeVersion and writeNextVersion for how each gets o.
-const replacedRow = 'o.resource_type = r.resource_type AND o.id = r.id AND o.version_id = r.version_id';
+// the copy is made exactly when the update is. See writeVersion and writeNextVersion for how each
+// makes sure o is the row r replaces when a concurrent writer got there first.
+const replacedRow = 'o.resource_type = r.resource_type AND o.id = r.id';
 const replacedColumns =
   'o.version_id AS o_version_id, o.last_updated AS o_last_updated, o.deleted AS o_deleted, o.content AS o_content, o.owner_org AS o_owner_org, o.restricted AS o_restricted';
 const replacedValues = 'w.o_version_id, w.o_last_updated, w.o_deleted, w.o_content, w.o_owner_org, w.o_restricted';
@@ -90,7 +89,7 @@ export async function writeVersion(
     // (every write changes it) and nothing is written, as for any version conflict. So o is never
     // a stale copy, and the write takes no lock beyond the update's own.
     ctes.push(`w AS (UPDATE resource r SET version_id = $3, last_updated = $4, deleted = $5, content = $6, owner_org = $7, restricted = $8
-      FROM resource o WHERE r.resource_type = $1 AND r.id = $2 AND r.version_id = $${p.length} AND ${replacedRow}
+      FROM resource o WHERE r.resource_type = $1 AND r.id = $2 AND r.version_id = $${p.length} AND ${replacedRow} AND o.version_id = r.version_id
       RETURNING ${replacedColumns})`);
     ctes.push(`v AS (INSERT INTO resource_version (${rowColumns}) SELECT $1, $2, ${replacedValues} FROM w)`);
   }
@@ -133,8 +132,11 @@ export async function writeNextVersion(
     return `$${p.length}`;
   };
   // o is the stored row locked (FOR UPDATE) before it is replaced: a concurrent writer that got
-  // there first is waited for and o is then its version, so concurrent writes of one resource
-  // each get the next version in one statement (the conditions re-checked on the newest version).
+  // there first is waited for and o is then its version (the conditions re-checked on it). r may
+  // still be the snapshot's older row: the update then finds it replaced and re-checks the join
+  // on the newest one, which is o's (locked: nobody else can replace it meanwhile). So concurrent
+  // writes of one resource each get the next version in one statement. (Comparing versions in the
+  // join would refuse that stale r and send the write to the general path.)
   const ctes: string[] = [
     `w AS (UPDATE resource r SET version_id = r.version_id + 1, last_updated = $3, deleted = $4, content = replace($5, $7, (r.version_id + 1)::text), restricted = $6
       FROM (SELECT * FROM resource r WHERE r.resource_type = $1 AND r.id = $2 AND r.owner_org IS NOT NULL AND ${cond.sql} FOR UPDATE) o
