@@ -155,6 +155,20 @@ describe.each(testDatabaseKinds())('audit queue on %s', (kind) => {
     await q.stop();
     expect(await count(t, 'SELECT count(*) AS n FROM audit_queue')).toBe(0);
   });
+
+  it('stores shipments lz4-compressed on PostgreSQL (migration 26), uncompressed where lz4 is missing (PGlite)', async () => {
+    const column = await t.db.query<{ compression: string; storage: string }>(
+      `SELECT attcompression::text AS compression, attstorage::text AS storage FROM pg_attribute WHERE attrelid = 'audit_queue'::regclass AND attname = 'content'`,
+    );
+    expect(column.rows[0]).toEqual(kind === 'postgres' ? { compression: 'l', storage: 'x' } : { compression: '', storage: 'e' });
+    // A shipment-sized row is stored compressed: far fewer bytes than its text.
+    const text = JSON.stringify(Array.from({ length: 1000 }, (_, i) => ['Organization/a', { at: '2026-11-26T10:00:00.000Z', interaction: 'read', resources: [`Observation/${i}`] }]));
+    await t.db.query('INSERT INTO audit_queue (owner_org, content, records) VALUES (NULL, $1, 1000)', [text]);
+    const size = await t.db.query<{ stored: number; length: number }>('SELECT pg_column_size(content) AS stored, octet_length(content) AS length FROM audit_queue');
+    if (kind === 'postgres') expect(size.rows[0].stored).toBeLessThan(size.rows[0].length / 3);
+    else expect(size.rows[0].stored).toBeGreaterThanOrEqual(size.rows[0].length);
+    await t.db.query('DELETE FROM audit_queue');
+  });
 });
 
 describe.each(testDatabaseKinds())('a read audited in its own statement on %s', (kind) => {

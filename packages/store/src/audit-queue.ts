@@ -101,6 +101,7 @@ export class AuditQueue {
   private pending: Pending[] = [];
   private flushes = 0;
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
   private draining: Promise<number> | undefined;
   private shipping: Promise<number> | undefined;
   private recovering: Promise<void> | undefined;
@@ -281,7 +282,7 @@ export class AuditQueue {
    * are durable already); an auditor's search drains everything first (drainAll).
    */
   start(intervalMs = 200, onError: (e: unknown) => void = () => undefined, policy: { idle?: () => boolean; maxBacklog?: number } = {}): void {
-    if (this.timer) return;
+    if (this.timer || this.immediate) return;
     this.stopped = false;
     const idle = policy.idle ?? (() => true);
     const maxBacklog = policy.maxBacklog ?? 100_000;
@@ -290,23 +291,31 @@ export class AuditQueue {
       if (idle() || this.backlog > maxBacklog) more = (await this.drain()) >= this.drainBatch || more;
       return more;
     };
-    const schedule = (ms: number) => {
+    const schedule = (more: boolean) => {
       if (this.stopped) return;
-      this.timer = setTimeout(run, ms);
+      if (more) {
+        // Go again once the event loop has polled: requests that arrived during this batch are
+        // taken in first (and so seen by idle()), not left waiting behind the next batch.
+        this.timer = undefined;
+        this.immediate = setImmediate(run);
+        this.immediate.unref();
+        return;
+      }
+      this.timer = setTimeout(run, intervalMs);
       this.timer.unref();
     };
     const run = () => {
       if (this.stopped) return;
       tick().then(
         // A full batch: there is more; go again at once.
-        (more) => schedule(more ? 0 : intervalMs),
+        (more) => schedule(more),
         (e: unknown) => {
           onError(e);
-          schedule(intervalMs);
+          schedule(false);
         },
       );
     };
-    schedule(intervalMs);
+    schedule(false);
     if (this.journal) {
       // Files of processes that are gone: at start, then every minute (a sibling process on the same
       // directory may die while this one runs).
@@ -327,8 +336,10 @@ export class AuditQueue {
   async pause(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
     if (this.orphanTimer) clearInterval(this.orphanTimer);
     this.timer = undefined;
+    this.immediate = undefined;
     this.orphanTimer = undefined;
     await this.draining;
     await this.shipping;

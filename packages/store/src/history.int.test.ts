@@ -230,7 +230,8 @@ describe.each(testDatabaseKinds())('migration 22 on %s', (kind) => {
       await db.query('INSERT INTO resource_version SELECT * FROM resource');
       expect(await stored(db, 'Patient', p.id!)).toEqual({ current: [3], replaced: [1, 2, 3] });
 
-      expect(await migrate(db)).toEqual([22, 23]);
+      // 22 and 23 are applied now (with any later migration); 22 is the one under test.
+      expect((await migrate(db)).filter((v) => v === 22 || v === 23)).toEqual([22, 23]);
       expect(await stored(db, 'Patient', p.id!)).toEqual({ current: [3], replaced: [1, 2] });
       expect(await stored(db, 'Observation', created[0].id!)).toEqual({ current: [2], replaced: [1] });
       const count = async (sql: string) => Number((await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${sql}`)).rows[0].n);

@@ -20,6 +20,7 @@ import { installJobSchema } from '@tic/jobs';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
 import { auditAccess, auditEventsFor, auditRefusal, auditRowForRead, auditRowsForWrites } from './audit.ts';
+import { idleDetector } from './idle.ts';
 import { validateOperation } from './operations/validate.ts';
 import { seedConformance } from './seed.ts';
 import { loadDemoData } from './demo.ts';
@@ -120,15 +121,9 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   // its bound; under a saturating load they wait, the records durable already (decision 0005).
   // An API that does not audit reads exists only to measure the audit's cost beside one that does
   // (the benchmark; refused in production): it leaves the audit log to the other.
-  // Idle: no request in flight at two ticks in a row (a build blocks the event loop for tens of
-  // milliseconds; it should not start in the first gap of a burst).
-  let inFlight = 0;
-  let quietTicks = 0;
-  const idle = () => {
-    quietTicks = inFlight === 0 ? quietTicks + 1 : 0;
-    return quietTicks >= 2;
-  };
-  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), { idle });
+  // Idle (idle.ts): nothing in flight and nothing started at two ticks in a row.
+  const requests = idleDetector();
+  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), { idle: () => requests.idle() });
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {
@@ -147,8 +142,8 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   app.use((_req, res, next) => {
-    inFlight++;
-    res.once('close', () => inFlight--);
+    requests.begin();
+    res.once('close', () => requests.end());
     next();
   });
   app.use(requestLogger(logger));

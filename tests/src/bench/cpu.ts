@@ -3,6 +3,7 @@
 // whatever else runs on a shared machine; the CPU one request costs moves far less, so this is the
 // figure to compare before/after. "other" is the machine's busy CPU outside those processes
 // (other engineers' work, the load generator) in cores, to judge the window's noise.
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on Linux everywhere this runs
@@ -68,4 +69,93 @@ export function cpuPerRequest(before: CpuSample | undefined, after: CpuSample | 
   const other = after.machine - before.machine - api - postgres;
   const seconds = (after.at - before.at) / 1000;
   return { apiMs: ms(api) / requests, postgresMs: ms(postgres) / requests, otherCores: seconds > 0 ? Math.max(0, other) / TICKS_PER_SECOND / seconds : 0 };
+}
+
+/** CPU seconds (user + system) a process has used so far; 0 once it has gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of every PostgreSQL process on the machine (backends of any database and the server's own). */
+export function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const line of psLines('pid=,comm=,args=')) {
+    const m = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
+    if (m && (m[2] === 'postgres' || m[3].startsWith('postgres:'))) total += cpuSeconds(Number(m[1]));
+  }
+  return total;
+}
+
+/**
+ * CPU seconds so far of each backend connected to these databases and of the server's own processes
+ * (WAL writer, checkpointer, background writer: shared by every database, so another database's
+ * work shows there too), by pid; other databases' backends are left out. Subtract two snapshots
+ * with cpuSince: a pool may close a backend and open another between them.
+ */
+export function postgresCpuSnapshot(databases: string[]): Map<number, number> {
+  const snapshot = new Map<number, number>();
+  for (const line of psLines('pid=,args=')) {
+    const m = /^\s*(\d+)\s+postgres: (.*)$/.exec(line);
+    if (!m) continue;
+    // A backend's title is "cluster: user database host(port) state"; the server's own processes are named after the cluster.
+    const backend = /^\S+ \S+ (\S+)/.exec(m[2]);
+    const ownProcess = /^\S+: (checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|archiver)/.test(m[2]);
+    if (ownProcess || (backend && databases.includes(backend[1]))) snapshot.set(Number(m[1]), cpuSeconds(Number(m[1])));
+  }
+  return snapshot;
+}
+
+/**
+ * CPU seconds used between two snapshots: a process in both counts its difference, one started
+ * since counts all it used; one that ended between them is missing (its last part is lost).
+ */
+export function cpuSince(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of after) total += seconds - (before.get(pid) ?? 0);
+  return total;
+}
+
+/** Pids of the backends connected to these databases. */
+export function postgresBackendsOf(databases: string[]): number[] {
+  const pids: number[] = [];
+  for (const line of psLines('pid=,args=')) {
+    const m = /^\s*(\d+)\s+postgres: \S+ \S+ (\S+)/.exec(line);
+    if (m && databases.includes(m[2])) pids.push(Number(m[1]));
+  }
+  return pids;
+}
+
+function psLines(format: string): string[] {
+  return spawnSync('ps', ['-eo', format], { encoding: 'utf8' }).stdout.split('\n');
+}
+
+/**
+ * CPU seconds so far of each thread of a process, summed by thread name (`node` for the main
+ * thread, `V8 DefaultWorke` for the garbage collector's and compiler's helpers, `libuv-worker` for
+ * the file system's pool). Threads that ended are missing.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return byName;
 }

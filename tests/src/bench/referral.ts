@@ -24,10 +24,10 @@
 // tables (a sequential scan of resource_share per Task write). A production PostgreSQL analyses
 // tables as they change (autovacuum); the ANALYZE after warm-up stands in for that, inside the
 // measured window (its CPU is counted).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -36,6 +36,7 @@ import pg from 'pg';
 import type { Bundle, Consent, Organization, Patient, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { PgDb, Repository } from '@tic/store';
 import { createPostgresDatabase } from '@tic/store/testing';
+import { cpuSeconds, postgresBackendsOf, postgresCpuSeconds } from './cpu.ts';
 import { freePort, repoRoot } from './processes.ts';
 
 const log = (msg: string) => process.stderr.write(`[referral] ${msg}\n`);
@@ -210,39 +211,6 @@ async function startWorkerChild(environment: NodeJS.ProcessEnv): Promise<WorkerC
     await new Promise((r) => setTimeout(r, 100));
   }
   return c;
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return 0;
-  }
-}
-
-/** CPU seconds of every PostgreSQL backend serving one of our databases (and the server's own processes). */
-function postgresCpuSeconds(): number {
-  let total = 0;
-  for (const line of spawnSyncLines('ps', ['-eo', 'pid=,comm=,args='])) {
-    const m = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
-    if (m && (m[2] === 'postgres' || m[3].startsWith('postgres:'))) total += cpuSeconds(Number(m[1]));
-  }
-  return total;
-}
-
-function postgresBackendsOf(databases: string[]): number[] {
-  const pids: number[] = [];
-  for (const line of spawnSyncLines('ps', ['-eo', 'pid=,args='])) {
-    const m = /^\s*(\d+)\s+postgres: \S+ \S+ (\S+)/.exec(line);
-    if (m && databases.includes(m[2])) pids.push(Number(m[1]));
-  }
-  return pids;
-}
-
-function spawnSyncLines(cmd: string, args: string[]): string[] {
-  return spawnSync(cmd, args, { encoding: 'utf8' }).stdout.split('\n');
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -19,6 +19,7 @@ import { measure } from './measure.ts';
 import { cpuPerRequest, sampleCpu } from './cpu.ts';
 import type { CpuSample } from './cpu.ts';
 import { readOptions } from './options.ts';
+import { cpuSeconds, cpuSince, postgresCpuSnapshot, threadCpuSeconds } from './cpu.ts';
 import { startApi, stopAll } from './processes.ts';
 import type { Child } from './processes.ts';
 import { formatSummary, summarize } from './profile.ts';
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
     const audited = results.find((r) => r.name === 'read');
     if (readScenario && audited && process.env.BENCH_AUDIT_COMPARISON !== 'off') {
       log('scenario: read, audited vs not audited, alternating windows (comparison)');
-      const plain = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, env: { AUDIT_READS: 'off' } });
+      const plain = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, cpuProfDir: options.cpuProfDir, env: { AUDIT_READS: process.env.BENCH_PLAIN_AUDIT_READS ?? 'off' } });
       try {
         const targets = { audited: { url: server.url, requests: readScenario.requests(await token()) }, plain: { url: plain.url, requests: readScenario.requests(await client.token(plain.url)) } };
         const windowSeconds = Math.max(2, Math.round(options.durationSeconds / 4));
@@ -248,9 +249,30 @@ async function main(): Promise<void> {
         await settle(0);
         settled.ms = 0;
         settled.queued = 0;
-        await measure('warm-up', { url: plain.url, ...run, seconds: 1, requests: targets.plain.requests });
+        // Each window starts after an unmeasured warm-up on its own API: building the AuditEvents
+        // (settle) evicts resource pages from PostgreSQL's shared buffers, and without the warm-up
+        // whichever window came next paid for re-reading them (25-35 % fewer reads/s at 100,000
+        // resources, falling on A or B by the order alone).
+        const pids = { audited: server.process.pid!, plain: plain.process.pid! };
+        const databaseName = new URL(database.url).pathname.slice(1);
+        const cpu = { audited: { api: 0, pg: 0, requests: 0 }, plain: { api: 0, pg: 0, requests: 0 } };
+        const threads = { audited: new Map<string, number>(), plain: new Map<string, number>() };
         for (const which of ['audited', 'plain', 'plain', 'audited', 'audited', 'plain', 'plain', 'audited'] as const) {
-          const m = await measure(which, { url: targets[which].url, ...run, warmupSeconds: 0, seconds: windowSeconds, requests: targets[which].requests });
+          let start = { api: 0, pg: new Map<number, number>(), threads: new Map<string, number>() };
+          const m = await measure(which, {
+            url: targets[which].url,
+            ...run,
+            warmupSeconds: Math.min(2, run.warmupSeconds || 2),
+            seconds: windowSeconds,
+            requests: targets[which].requests,
+            beforeMeasure: async () => {
+              start = { api: cpuSeconds(pids[which]), pg: postgresCpuSnapshot([databaseName]), threads: threadCpuSeconds(pids[which]) };
+            },
+          });
+          cpu[which].api += cpuSeconds(pids[which]) - start.api;
+          cpu[which].pg += cpuSince(start.pg, postgresCpuSnapshot([databaseName]));
+          cpu[which].requests += m.requests;
+          for (const [name, seconds] of threadCpuSeconds(pids[which])) threads[which].set(name, (threads[which].get(name) ?? 0) + seconds - (start.threads.get(name) ?? 0));
           if (which === 'audited') await settle(m.requests);
           const sum = sums[which];
           sum.ok += m.rps * m.seconds;
@@ -285,6 +307,13 @@ async function main(): Promise<void> {
           `Read audit cost, alternating ${windowSeconds} s windows (A audited, B not): ${Math.round(rps('audited'))}/s vs ${Math.round(rps('plain'))}/s = ${overhead.toFixed(1)} % slower (target ≤ 10 %); windows ${rounds.join(', ')}; median p99 ${median(sums.audited.p99)} vs ${median(sums.plain.p99)} ms.`,
         );
         log(`  audited ${Math.round(rps('audited'))}/s vs ${Math.round(rps('plain'))}/s not audited: audit costs ${overhead.toFixed(1)} % (${rounds.join(', ')})`);
+        const perRequest = (k: 'audited' | 'plain', part: 'api' | 'pg') => (cpu[k].requests > 0 ? (cpu[k][part] * 1e6) / cpu[k].requests : 0);
+        const cpuNote = `CPU per read in the windows (from /proc): API ${perRequest('audited', 'api').toFixed(0)} µs audited vs ${perRequest('plain', 'api').toFixed(0)} µs not; PostgreSQL (this database's backends and the server's own processes) ${perRequest('audited', 'pg').toFixed(0)} vs ${perRequest('plain', 'pg').toFixed(0)} µs; in all ${(perRequest('audited', 'api') + perRequest('audited', 'pg')).toFixed(0)} vs ${(perRequest('plain', 'api') + perRequest('plain', 'pg')).toFixed(0)} µs = ${((1 - (perRequest('plain', 'api') + perRequest('plain', 'pg')) / Math.max(1, perRequest('audited', 'api') + perRequest('audited', 'pg'))) * 100).toFixed(1)} % of an audited read's CPU is the audit's.`;
+        const byThread = (k: 'audited' | 'plain') =>
+          [...threads[k]].filter(([, s]) => s > 0).map(([name, s]) => `${name} ${((s * 1e6) / Math.max(1, cpu[k].requests)).toFixed(1)}`).join(', ');
+        notes.push(`${cpuNote} By API thread, µs per read: audited ${byThread('audited')}; not audited ${byThread('plain')}.`);
+        log(`  ${cpuNote}`);
+        log(`  by thread, µs per read: audited ${byThread('audited')}; not audited ${byThread('plain')}`);
         const perRead = settled.reads > 0 ? (settled.ms * 1000) / settled.reads : 0;
         notes.push(
           `Deferred audit work: building the AuditEvents of the audited windows' ${settled.reads.toLocaleString('en')} reads afterwards took ${Math.round(settled.ms).toLocaleString('en')} ms in all (${perRead.toFixed(0)} µs of wall time per read, API and PostgreSQL together; at ${Math.round(rps('audited')).toLocaleString('en')} reads/s sustained without pause that work would need ${((perRead * rps('audited')) / 1e4).toFixed(0)} % of one core).`,
