@@ -2,28 +2,19 @@
 // resource_version. vread and history read both; migration 22 takes the copies of current versions
 // out of resource_version. Contract suite: the same behaviour on PGlite and PostgreSQL.
 import type { Patient, Resource } from '@medplum/fhirtypes';
-import type { RequestContext } from '@tic/fhir';
-import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
+import type { OperationOutcomeError, RequestContext } from '@tic/fhir';
+import { statusForOutcome } from '@tic/fhir';
 import type { Db, QueryOptions } from './db.ts';
 import { PGliteDb, PgDb } from './db.ts';
 import { migrate, migrations } from './migrations.ts';
 import type { HistoryOptions } from './repository.ts';
 import { Repository } from './repository.ts';
 import type { TestDatabase } from './testing.ts';
-import { createPostgresDatabase, openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { createPostgresDatabase, openTestDatabase, statusOf, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 const orgA: RequestContext = { organization: 'Organization/a', clientId: 'a' };
 
-async function status(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return 200;
-  } catch (e) {
-    if (e instanceof OperationOutcomeError) return statusForOutcome(e);
-    throw e;
-  }
-}
 
 /** The version numbers stored in each table for one resource. */
 async function stored(db: Db, type: string, id: string): Promise<{ current: number[]; replaced: number[] }> {
@@ -73,22 +64,22 @@ describe.each(testDatabaseKinds())('history on %s', (kind) => {
     const v3 = await repo().update<Patient>({ ...v1, gender: 'other' });
     for (const v of [v1, v2, v3]) expect(await repo().readVersion<Patient>('Patient', v1.id!, v.meta!.versionId!)).toEqual(v);
     expect(await repo().read<Patient>('Patient', v1.id!)).toEqual(v3);
-    expect(await status(repo().readVersion('Patient', v1.id!, '4'))).toBe(404);
-    expect(await status(repo().readVersion('Patient', v1.id!, '0'))).toBe(404);
+    expect(await statusOf(repo().readVersion('Patient', v1.id!, '4'))).toBe(404);
+    expect(await statusOf(repo().readVersion('Patient', v1.id!, '0'))).toBe(404);
     await repo().delete('Patient', v1.id!);
-    expect(await status(repo().readVersion('Patient', v1.id!, '4'))).toBe(410);
+    expect(await statusOf(repo().readVersion('Patient', v1.id!, '4'))).toBe(410);
     expect(await repo().readVersion<Patient>('Patient', v1.id!, '3')).toEqual(v3);
     // Hidden from another organisation, current and replaced versions alike.
     const b = repo({ organization: 'Organization/b', clientId: 'b' });
-    expect(await status(b.readVersion('Patient', v1.id!, '3'))).toBe(404);
-    expect(await status(b.readVersion('Patient', v1.id!, '4'))).toBe(404);
+    expect(await statusOf(b.readVersion('Patient', v1.id!, '3'))).toBe(404);
+    expect(await statusOf(b.readVersion('Patient', v1.id!, '4'))).toBe(404);
   });
 
   it('history of a deleted then recreated resource: every version once, newest first, in instance, type and system history', async () => {
     const v1 = await repo().create<Patient>({ resourceType: 'Patient', gender: 'female' });
     await repo().update<Patient>({ ...v1, gender: 'male' });
     await repo().delete('Patient', v1.id!);
-    expect(await status(repo().read('Patient', v1.id!))).toBe(410);
+    expect(await statusOf(repo().read('Patient', v1.id!))).toBe(410);
     const back = await repo().update<Patient>({ ...v1, gender: 'unknown' });
     expect(back.meta?.versionId).toBe('4');
     const h = await repo().historyEntries('Patient', v1.id!, { count: 10, offset: 0 });

@@ -6,21 +6,12 @@ import { newResourceRow, Repository } from './repository.ts';
 import type { AuditedWrite } from './journal.ts';
 import { insertNewResources } from './write.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, statusOf, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 const orgA: RequestContext = { organization: 'Organization/a', clientId: 'a' };
 const orgB: RequestContext = { organization: 'Organization/b', clientId: 'b' };
 
-async function status(p: Promise<unknown>): Promise<number> {
-  try {
-    await p;
-    return 200;
-  } catch (e) {
-    if (e instanceof OperationOutcomeError) return statusForOutcome(e);
-    throw e;
-  }
-}
 
 describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
   let t: TestDatabase;
@@ -53,7 +44,7 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
 
   it('refuses a stale If-Match with 412 and exactly one of two concurrent updates wins', async () => {
     const p = await repo().create<Patient>({ resourceType: 'Patient' });
-    expect(await status(repo().update({ ...p, gender: 'other' }, { ifMatch: '7' }))).toBe(412);
+    expect(await statusOf(repo().update({ ...p, gender: 'other' }, { ifMatch: '7' }))).toBe(412);
     const results = await Promise.allSettled([
       repo().update<Patient>({ ...p, gender: 'male' }, { ifMatch: '1' }),
       repo().update<Patient>({ ...p, gender: 'female' }, { ifMatch: '1' }),
@@ -82,12 +73,12 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
       Array.from({ length: 9 }, (_, i) => `Patient/${p.id}/_history/${i + 1}`).sort(),
     );
     // If-Match, hidden, deleted: the general path answers as before.
-    expect(await status(a.update({ ...p }, { ifMatch: '3' }))).toBe(412);
-    expect(await status(a.update({ ...p }, { ifMatch: 'x' }))).toBe(412);
-    expect(await status(new Repository(t.db, orgB, { modules: [] }).update({ ...p }))).toBe(403);
-    expect(await status(new Repository(t.db, orgB, { modules: [] }).delete('Patient', p.id!))).toBe(404);
+    expect(await statusOf(a.update({ ...p }, { ifMatch: '3' }))).toBe(412);
+    expect(await statusOf(a.update({ ...p }, { ifMatch: 'x' }))).toBe(412);
+    expect(await statusOf(new Repository(t.db, orgB, { modules: [] }).update({ ...p }))).toBe(403);
+    expect(await statusOf(new Repository(t.db, orgB, { modules: [] }).delete('Patient', p.id!))).toBe(404);
     await a.delete('Patient', p.id!, { ifMatch: '9' });
-    expect(await status(a.read('Patient', p.id!))).toBe(410);
+    expect(await statusOf(a.read('Patient', p.id!))).toBe(410);
     await a.delete('Patient', p.id!);
     const history = await a.historyEntries('Patient', p.id!, { count: 20, offset: 0 });
     expect(history.map((h) => h.versionId)).toEqual([10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
@@ -100,8 +91,8 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
   it('deletes: read answers 410, history keeps the deletion', async () => {
     const p = await repo().create<Patient>({ resourceType: 'Patient' });
     await repo().delete('Patient', p.id!);
-    expect(await status(repo().read('Patient', p.id!))).toBe(410);
-    expect(await status(repo().read('Patient', 'never-was'))).toBe(404);
+    expect(await statusOf(repo().read('Patient', p.id!))).toBe(410);
+    expect(await statusOf(repo().read('Patient', 'never-was'))).toBe(404);
     const h = await repo().historyEntries('Patient', p.id!, { count: 10, offset: 0 });
     expect(h[0].deleted).toBe(true);
     expect(await repo().search('Patient', { _id: p.id! })).toHaveLength(0);
@@ -133,10 +124,10 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
   it('hides another organisation’s resources from read and search', async () => {
     const mine = await repo(orgA).create<Patient>({ resourceType: 'Patient', gender: 'unknown', identifier: [{ system: 'urn:org-test', value: 'hidden' }] });
     expect((await repo(orgA).read('Patient', mine.id!)).id).toBe(mine.id);
-    expect(await status(repo(orgB).read('Patient', mine.id!))).toBe(404);
+    expect(await statusOf(repo(orgB).read('Patient', mine.id!))).toBe(404);
     expect(await repo(orgB).search('Patient', { identifier: 'urn:org-test|hidden' })).toHaveLength(0);
-    expect(await status(repo(orgB).update({ ...mine, gender: 'male' }))).toBe(403);
-    expect(await status(repo(orgB).delete('Patient', mine.id!))).toBe(404);
+    expect(await statusOf(repo(orgB).update({ ...mine, gender: 'male' }))).toBe(403);
+    expect(await statusOf(repo(orgB).delete('Patient', mine.id!))).toBe(404);
   });
 
   it('conditional create returns the existing match instead of a duplicate', async () => {
@@ -161,8 +152,8 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     await r.createMany(patients(['female', 'other']), { shape });
     expect(validated).toEqual(['male', 'female', 'other']);
     // An invalid shape is refused (nothing stored) and checked again next time.
-    expect(await status(r.createMany(patients(['bad']), { shape }))).toBe(400);
-    expect(await status(r.createMany(patients(['bad']), { shape }))).toBe(400);
+    expect(await statusOf(r.createMany(patients(['bad']), { shape }))).toBe(400);
+    expect(await statusOf(r.createMany(patients(['bad']), { shape }))).toBe(400);
     expect(validated.filter((g) => g === 'bad')).toHaveLength(2);
     // The shape is taken before the store assigns the id.
     await r.createMany(patients(['male']), { shape: (p) => JSON.stringify(p).replace(/"family":"F\d+"/, '') });
@@ -200,16 +191,16 @@ describe.each(testDatabaseKinds())('store contract on %s', (kind) => {
     const before = await count();
     // A used id: nothing of the call is written.
     const fresh = crypto.randomUUID();
-    expect(await status(r.transaction((tx) => tx.createMany([{ resourceType: 'Patient', id: fresh }, { resourceType: 'Patient', id: ids[0] }] as Patient[], { keepIds: true })))).toBe(409);
-    expect(await status(r.createMany([{ resourceType: 'Patient', id: 'not an id' }] as Patient[], { keepIds: true }))).toBe(400);
-    expect(await status(r.createMany([{ resourceType: 'Patient' }] as Patient[], { keepIds: true }))).toBe(400);
+    expect(await statusOf(r.transaction((tx) => tx.createMany([{ resourceType: 'Patient', id: fresh }, { resourceType: 'Patient', id: ids[0] }] as Patient[], { keepIds: true })))).toBe(409);
+    expect(await statusOf(r.createMany([{ resourceType: 'Patient', id: 'not an id' }] as Patient[], { keepIds: true }))).toBe(400);
+    expect(await statusOf(r.createMany([{ resourceType: 'Patient' }] as Patient[], { keepIds: true }))).toBe(400);
     // errorAt gets the failing resource's number.
     const at: number[] = [];
     const failed = r.createMany([{ resourceType: 'Patient', id: crypto.randomUUID() }, { resourceType: 'Patient', id: crypto.randomUUID(), gender: 'bad' }] as unknown as Patient[], {
       keepIds: true,
       errorAt: (i, e) => (at.push(i), e),
     });
-    expect(await status(failed)).toBe(400);
+    expect(await statusOf(failed)).toBe(400);
     expect(at).toEqual([1]);
     expect(await count()).toBe(before);
   });

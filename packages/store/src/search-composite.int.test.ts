@@ -5,13 +5,12 @@
 // (observation-example-bloodpressure: 85354-9, 8480-6, 8462-4; observation-example: 29463-7).
 import type { Observation, ValueSet } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
-import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import { compiledParamsFor, indexResource } from './indexer.ts';
 import { Repository } from './repository.ts';
 import type { SearchResult } from './search.ts';
 import { searchResources } from './search.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, statusOf, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 const LOINC = 'http://loinc.org';
@@ -73,15 +72,6 @@ describe.each(testDatabaseKinds())('composite search on %s', (kind) => {
   };
   const ids = async (q: Record<string, string>) => (await page('Observation', q)).entries.map((e) => e.resource.id!).sort();
   const set = (...o: Observation[]) => o.map((x) => x.id!).sort();
-  async function status(p: Promise<unknown>): Promise<number> {
-    try {
-      await p;
-      return 200;
-    } catch (e) {
-      if (e instanceof OperationOutcomeError) return statusForOutcome(e);
-      throw e;
-    }
-  }
 
   let high: Observation, crossed: Observation, w72: Observation, w60: Observation, concept: Observation, dated: Observation, text: Observation;
 
@@ -189,7 +179,7 @@ describe.each(testDatabaseKinds())('composite search on %s', (kind) => {
       { 'code-value-quantity:exact': '29463-7$1' },
     ];
     for (const q of bad) {
-      expect(await status(page('Observation', q, true))).toBe(400);
+      expect(await statusOf(page('Observation', q, true))).toBe(400);
       const lenient = await page('Observation', q);
       expect(lenient.warnings).toHaveLength(1);
     }

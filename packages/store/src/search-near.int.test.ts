@@ -3,13 +3,13 @@
 // and PostgreSQL. Distances: 0.01° of latitude ≈ 1.112 km.
 import type { Location } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
-import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
+import { OperationOutcomeError } from '@tic/fhir';
 import { Repository } from './repository.ts';
 import type { SearchResult } from './search.ts';
 import { searchResources } from './search.ts';
 import { parseNear } from './search-query.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, statusOf, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 
@@ -41,15 +41,6 @@ describe.each(testDatabaseKinds())('near search on %s', (kind) => {
     name,
     ...(latitude !== undefined && longitude !== undefined ? { position: { latitude, longitude } } : {}),
   });
-  async function status(p: Promise<unknown>): Promise<number> {
-    try {
-      await p;
-      return 200;
-    } catch (e) {
-      if (e instanceof OperationOutcomeError) return statusForOutcome(e);
-      throw e;
-    }
-  }
 
   let centre: Location, north3: Location, north11: Location, sydney: Location, east179: Location, west179: Location;
   const set = (...l: Location[]) => l.map((x) => x.id!).sort();
@@ -103,10 +94,10 @@ describe.each(testDatabaseKinds())('near search on %s', (kind) => {
 
   it('bad values: warnings, 400 when strict', async () => {
     for (const near of ['abc|5', '95|5', '52|5|5|furlong', '52', '52|5|-3']) {
-      expect(await status(page({ near }, true))).toBe(400);
+      expect(await statusOf(page({ near }, true))).toBe(400);
       const lenient = await page({ near });
       expect(lenient.warnings).toHaveLength(1);
     }
-    expect(await status(page({ 'near:missing': 'true' }, true))).toBe(400);
+    expect(await statusOf(page({ 'near:missing': 'true' }, true))).toBe(400);
   });
 });

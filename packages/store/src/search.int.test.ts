@@ -2,12 +2,11 @@
 // sets, on PGlite and PostgreSQL. Fixtures are created once; each assertion names the exact set.
 import type { Observation, Organization, Patient, Questionnaire, QuestionnaireResponse, Resource, RiskAssessment } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
-import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import { Repository } from './repository.ts';
 import type { SearchResult } from './search.ts';
 import { searchResources } from './search.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, statusOf, testDatabaseKinds } from './testing.ts';
 
 const BASE = 'http://fhir.test/fhir';
 const system: RequestContext = { system: true, baseUrl: BASE };
@@ -25,15 +24,6 @@ describe.each(testDatabaseKinds())('search on %s', (kind) => {
   const ids = async (type: string, q: Q, ctx: RequestContext = system): Promise<string[]> =>
     (await page(type, q, ctx)).entries.filter((e) => e.mode === 'match').map((e) => e.resource.id!).sort();
   const set = (...rs: Resource[]) => rs.map((r) => r.id!).sort();
-  async function status(p: Promise<unknown>): Promise<number> {
-    try {
-      await p;
-      return 200;
-    } catch (e) {
-      if (e instanceof OperationOutcomeError) return statusForOutcome(e);
-      throw e;
-    }
-  }
 
   let org: Organization, p1: Patient, p2: Patient, p3: Patient, p4: Patient;
   let o1: Observation, o2: Observation, o3: Observation, o4: Observation;
@@ -373,26 +363,26 @@ describe.each(testDatabaseKinds())('search on %s', (kind) => {
 
     it('rejects a cursor from another search', async () => {
       const first = await page('Patient', { _tag: tag, _count: '5' });
-      expect(await status(page('Patient', { _tag: tag, _sort: 'family', _cursor: first.nextCursor! }, system, true))).toBe(400);
-      expect(await status(page('Patient', { _tag: tag, _cursor: 'bm90LWpzb24' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { _tag: tag, _sort: 'family', _cursor: first.nextCursor! }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { _tag: tag, _cursor: 'bm90LWpzb24' }, system, true))).toBe(400);
     });
   });
 
   describe('errors', () => {
     it('unknown or malformed parameters: 400 when strict, warnings otherwise', async () => {
-      expect(await status(page('Patient', { nope: 'x' }, system, true))).toBe(400);
-      expect(await status(page('Patient', { birthdate: 'yesterday' }, system, true))).toBe(400);
-      expect(await status(page('Patient', { 'family:below': 'x' }, system, true))).toBe(400);
-      expect(await status(page('Patient', { _sort: 'nope' }, system, true))).toBe(400);
-      expect(await status(page('Patient', { _include: 'Patient:name' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { nope: 'x' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { birthdate: 'yesterday' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { 'family:below': 'x' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { _sort: 'nope' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { _include: 'Patient:name' }, system, true))).toBe(400);
       const lenient = await page('Patient', { nope: 'x', family: 'smith', 'birthdate:exact': '1980' });
       expect(lenient.warnings).toHaveLength(2);
       expect(lenient.applied).toEqual([['family', 'smith']]);
       expect(lenient.entries.map((e) => e.resource.id).sort()).toEqual(set(p3, p4));
     });
     it('names that exist on Object.prototype are unknown parameters', async () => {
-      expect(await status(page('Patient', { constructor: 'x' }, system, true))).toBe(400);
-      expect(await status(page('Patient', { toString: 'x' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { constructor: 'x' }, system, true))).toBe(400);
+      expect(await statusOf(page('Patient', { toString: 'x' }, system, true))).toBe(400);
     });
   });
 
@@ -425,7 +415,7 @@ describe.each(testDatabaseKinds())('search on %s', (kind) => {
         { _elements: 'name,(select 1)' },
       ];
       for (const q of bad) {
-        expect(await status(page('Patient', q, system, true))).toBe(400);
+        expect(await statusOf(page('Patient', q, system, true))).toBe(400);
         const lenient = await page('Patient', { ...q, _id: p1.id! });
         expect(lenient.warnings.length).toBeGreaterThan(0);
         expect(lenient.entries.map((e) => e.resource.id)).toEqual([p1.id]);

@@ -2,6 +2,7 @@
 // is set, and PGlite in memory always. The store's contract suite runs on every one of them.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
 import type { Db } from './db.ts';
 import { PGliteDb, PgDb } from './db.ts';
 import { migrate } from './migrations.ts';
@@ -59,4 +60,15 @@ export async function openTestDatabase(kind: 'postgres' | 'pglite'): Promise<Tes
 /** The database kinds to run contract suites on: PGlite always, PostgreSQL when DATABASE_URL is set. */
 export function testDatabaseKinds(): Array<'postgres' | 'pglite'> {
   return process.env.DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+}
+
+/** The HTTP status a store call ends with: 200 when it resolves, the OperationOutcome's status when it is refused. */
+export async function statusOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (e) {
+    if (e instanceof OperationOutcomeError) return statusForOutcome(e);
+    throw e;
+  }
 }
