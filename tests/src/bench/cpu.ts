@@ -3,7 +3,6 @@
 // whatever else runs on a shared machine; the CPU one request costs moves far less, so this is the
 // figure to compare before/after. "other" is the machine's busy CPU outside those processes
 // (other engineers' work, the load generator) in cores, to judge the window's noise.
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on Linux everywhere this runs
@@ -73,22 +72,31 @@ export function cpuPerRequest(before: CpuSample | undefined, after: CpuSample | 
 
 /** CPU seconds (user + system) a process has used so far; 0 once it has gone. */
 export function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-  } catch {
-    return 0;
-  }
+  return (ticksOf(pid)?.ticks ?? 0) / TICKS_PER_SECOND;
 }
+
+/** PostgreSQL's processes and their titles ("15/main: user database host(port) state", "15/main: walwriter", ...). */
+function postgresProcesses(): Array<{ pid: number; title: string }> {
+  const found: Array<{ pid: number; title: string }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      if (cmdline.startsWith('postgres: ')) found.push({ pid: Number(name), title: cmdline.slice('postgres: '.length) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+/** The database a backend's title names; undefined for the server's own processes. */
+const databaseOf = (title: string): string | undefined => /^\S+ \S+ (\S+) /.exec(title)?.[1];
+const SERVER_PROCESS = /^\S+: (checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|archiver)/;
 
 /** CPU seconds of every PostgreSQL process on the machine (backends of any database and the server's own). */
 export function postgresCpuSeconds(): number {
-  let total = 0;
-  for (const line of psLines('pid=,comm=,args=')) {
-    const m = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
-    if (m && (m[2] === 'postgres' || m[3].startsWith('postgres:'))) total += cpuSeconds(Number(m[1]));
-  }
-  return total;
+  return postgresProcesses().reduce((total, p) => total + cpuSeconds(p.pid), 0);
 }
 
 /**
@@ -99,13 +107,9 @@ export function postgresCpuSeconds(): number {
  */
 export function postgresCpuSnapshot(databases: string[]): Map<number, number> {
   const snapshot = new Map<number, number>();
-  for (const line of psLines('pid=,args=')) {
-    const m = /^\s*(\d+)\s+postgres: (.*)$/.exec(line);
-    if (!m) continue;
-    // A backend's title is "cluster: user database host(port) state"; the server's own processes are named after the cluster.
-    const backend = /^\S+ \S+ (\S+)/.exec(m[2]);
-    const ownProcess = /^\S+: (checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|archiver)/.test(m[2]);
-    if (ownProcess || (backend && databases.includes(backend[1]))) snapshot.set(Number(m[1]), cpuSeconds(Number(m[1])));
+  for (const p of postgresProcesses()) {
+    const database = databaseOf(p.title);
+    if (SERVER_PROCESS.test(p.title) || (database !== undefined && databases.includes(database))) snapshot.set(p.pid, cpuSeconds(p.pid));
   }
   return snapshot;
 }
@@ -122,16 +126,12 @@ export function cpuSince(before: Map<number, number>, after: Map<number, number>
 
 /** Pids of the backends connected to these databases. */
 export function postgresBackendsOf(databases: string[]): number[] {
-  const pids: number[] = [];
-  for (const line of psLines('pid=,args=')) {
-    const m = /^\s*(\d+)\s+postgres: \S+ \S+ (\S+)/.exec(line);
-    if (m && databases.includes(m[2])) pids.push(Number(m[1]));
-  }
-  return pids;
-}
-
-function psLines(format: string): string[] {
-  return spawnSync('ps', ['-eo', format], { encoding: 'utf8' }).stdout.split('\n');
+  return postgresProcesses()
+    .filter((p) => {
+      const database = databaseOf(p.title);
+      return database !== undefined && databases.includes(database);
+    })
+    .map((p) => p.pid);
 }
 
 /**
@@ -148,14 +148,8 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
     return byName;
   }
   for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      byName.set(name, (byName.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
-    } catch {
-      // the thread ended
-    }
+    const t = ticksOf(`${pid}/task/${tid}`);
+    if (t) byName.set(t.comm, (byName.get(t.comm) ?? 0) + t.ticks / TICKS_PER_SECOND);
   }
   return byName;
 }

@@ -240,10 +240,7 @@ async function main(): Promise<void> {
         const settle = async (reads: number) => {
           const queued = await counter.query<{ n: string | null }>('SELECT sum(records) AS n FROM audit_queue');
           settled.queued += Number(queued.rows[0]?.n ?? 0);
-          const t0 = performance.now();
-          const res = await fetch(`${fhirBase}/AuditEvent?_count=1`, { headers: { authorization: `Bearer ${settleToken}` } });
-          await res.arrayBuffer();
-          settled.ms += performance.now() - t0;
+          settled.ms += await buildAuditEvents(fhirBase, settleToken);
           settled.reads += reads;
         };
         await settle(0);
