@@ -121,6 +121,16 @@ describe('history', () => {
     }
     expect(seen).toEqual(['W/"6"', 'W/"5"', 'W/"4"', 'W/"3"', 'W/"2"', 'W/"1"']);
 
+    // _at: the version current at a moment (kept in the paging links); a malformed value is a 400.
+    const third = bundle.entry!.find((e) => e.response?.etag === 'W/"3"')!;
+    const at = await b.get(`Patient/${p.id}/_history?_at=${encodeURIComponent(third.response!.lastModified!)}&_count=1`);
+    expect(at.status).toBe(200);
+    expect((at.body as Bundle).entry?.map((e) => e.response?.etag)).toEqual(['W/"3"']);
+    expect((at.body as Bundle).link?.find((l) => l.relation === 'self')?.url).toContain('_at=');
+    const year = await b.get(`Patient/${p.id}/_history?_at=${new Date().getUTCFullYear()}`);
+    expect(year.body.entry).toHaveLength(6);
+    expectOutcome(await b.get(`Patient/${p.id}/_history?_at=yesterday`), 400);
+
     const type = await b.get('Patient/_history?_count=3');
     expect(type.status).toBe(200);
     expect(type.body.entry).toHaveLength(3);

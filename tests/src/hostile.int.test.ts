@@ -170,6 +170,7 @@ describe('SQL injection through search', () => {
         `Patient?_summary=${v}`,
         `Patient?_elements=${v}`,
         `Patient/_history?_since=${v}`,
+        `Patient/_history?_at=${v}`,
         `Patient/_history?_count=${v}`,
         `?_type=${v}`,
       ]) {

@@ -2,6 +2,7 @@
 import type { Bundle, BundleEntry, BundleLink, Resource } from '@medplum/fhirtypes';
 import { allResourceTypes, badRequest, outcome } from '@tic/fhir';
 import type { Repository, SearchResult } from '@tic/store';
+import { dateRange } from '@tic/store';
 
 function queryString(pairs: Array<[string, string]>): string {
   return new URLSearchParams(pairs).toString();
@@ -59,16 +60,21 @@ export async function historyBundle(
   if (!Number.isInteger(count) || count < 0 || !Number.isInteger(offset) || offset < 0) throw badRequest('_count and _offset must be non-negative integers');
   const since = query._since?.[0];
   if (since !== undefined && !isInstant(since)) throw badRequest('_since must be an instant', '_since');
+  // _at: versions current at some point in the period the date denotes (a year, a month, a day or
+  // a moment; FHIR search date rules without a prefix).
+  const atValue = query._at?.[0];
+  const at = atValue === undefined ? undefined : dateRange(atValue);
+  if (atValue !== undefined && !at) throw badRequest('_at must be a date, dateTime or instant', '_at');
   // Pages are anchored at the time of the first page so that later writes do not shift them.
   const before = query._before?.[0] ?? new Date().toISOString();
   if (!isInstant(before)) throw badRequest('_before must be an instant');
   const n = Math.min(count, MAX_HISTORY_COUNT);
   const excludeTypes = type ? [] : allResourceTypes().filter((t) => !permitted(t));
-  const entries = await repo.historyEntries(type, id, { since, before, count: n + 1, offset, ...(excludeTypes.length ? { excludeTypes } : {}) });
+  const entries = await repo.historyEntries(type, id, { since, before, count: n + 1, offset, ...(at ? { at } : {}), ...(excludeTypes.length ? { excludeTypes } : {}) });
   const hasMore = entries.length > n;
   const path = [baseUrl, type, id, '_history'].filter(Boolean).join('/');
   const params = (off: number): string =>
-    new URLSearchParams([...(since ? [['_since', since] as [string, string]] : []), ['_before', before], ['_count', String(n)], ['_offset', String(off)]] as Array<[string, string]>).toString();
+    new URLSearchParams([...(since ? [['_since', since] as [string, string]] : []), ...(atValue ? [['_at', atValue] as [string, string]] : []), ['_before', before], ['_count', String(n)], ['_offset', String(off)]] as Array<[string, string]>).toString();
   const link: BundleLink[] = [{ relation: 'self', url: `${path}?${params(offset)}` }];
   if (hasMore) link.push({ relation: 'next', url: `${path}?${params(offset + n)}` });
   if (offset > 0) link.push({ relation: 'previous', url: `${path}?${params(Math.max(0, offset - n))}` });

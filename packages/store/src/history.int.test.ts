@@ -140,6 +140,39 @@ describe.each(testDatabaseKinds())('history on %s', (kind) => {
     expect(ours(await allPages(own, undefined, undefined, 1, { since }))).toEqual([`${b.id}/3`, `${a.id}/4`, `${c.id}/2`]);
   });
 
+  it('_at: the versions current at some point in a period, from both tables', async () => {
+    const own = new Repository(t.db, { organization: `Organization/at-${kind}`, clientId: 'at' }, { modules: [] });
+    const tick = () => new Promise((r) => setTimeout(r, 3));
+    const p = await own.create<Patient>({ resourceType: 'Patient', gender: 'male' });
+    await tick();
+    const q = await own.create<Patient>({ resourceType: 'Patient' });
+    await tick();
+    await own.update<Patient>({ ...p, gender: 'female' });
+    await tick();
+    await own.delete('Patient', q.id!);
+    await tick();
+    await own.update<Patient>({ ...p, gender: 'other' });
+    const entries = await own.historyEntries('Patient', undefined, { count: 100, offset: 0 });
+    const time = (e: string) => Date.parse(String(entries.find((x) => `${x.resource.id}/${x.versionId}` === e)!.lastUpdated));
+    const moment = (ms: number): [string, string] => [new Date(ms).toISOString(), new Date(ms + 1).toISOString()];
+    const atPages = (at: [string, string], count = 1) => allPages(own, 'Patient', undefined, count, { at });
+    // The moment a version was written, it and the other resource's version of then are current;
+    // the version it replaced is not (replaced at that very moment).
+    expect(await atPages(moment(time(`${p.id}/2`)))).toEqual([`${p.id}/2`, `${q.id}/1`]);
+    expect(await atPages(moment(time(`${p.id}/2`) - 1))).toEqual([`${q.id}/1`, `${p.id}/1`]);
+    // After a delete the deletion is the current version; the last version is current until now.
+    expect(await atPages(moment(time(`${p.id}/3`)))).toEqual([`${p.id}/3`, `${q.id}/2`]);
+    expect(await atPages(moment(Date.now() + 60_000))).toEqual([`${p.id}/3`, `${q.id}/2`]);
+    // A period spanning every write holds every version; one before the first holds none.
+    const all = [`${p.id}/3`, `${q.id}/2`, `${p.id}/2`, `${q.id}/1`, `${p.id}/1`];
+    expect(await atPages([new Date(time(`${p.id}/1`)).toISOString(), new Date(time(`${p.id}/3`) + 1).toISOString()], 2)).toEqual(all);
+    expect(await atPages(moment(time(`${p.id}/1`) - 1))).toEqual([]);
+    // Instance history and system history take it alike.
+    expect((await own.historyEntries('Patient', p.id, { count: 10, offset: 0, at: moment(time(`${q.id}/2`)) })).map((e) => e.versionId)).toEqual([2]);
+    const system = await own.historyEntries(undefined, undefined, { count: 100, offset: 0, at: moment(time(`${q.id}/2`)) });
+    expect(system.map((e) => `${e.resource.id}/${e.versionId}`).filter((e) => [p.id, q.id].includes(e.split('/')[0]))).toEqual([`${q.id}/2`, `${p.id}/2`]);
+  });
+
   it('hides every version of a resource whose current version is labelled R/V from clients without the permission', async () => {
     const restricted = { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' }] };
     const p = await repo().create<Patient>({ resourceType: 'Patient', gender: 'male' });

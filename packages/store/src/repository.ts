@@ -44,6 +44,11 @@ export interface StoredRow {
 export interface HistoryOptions {
   since?: string;
   before?: string;
+  /**
+   * `_at`: only versions that were current at some point in [start, end): written before the end
+   * and replaced (or deleted) after the start, or not replaced at all.
+   */
+  at?: [start: string, end: string];
   count: number;
   offset: number;
   /** Resource types left out (system history of a client whose scopes do not cover them). */
@@ -640,6 +645,7 @@ export class Repository implements ResourceRepository {
     if (options.since) add('last_updated >= $?', options.since);
     if (options.before) add('last_updated <= $?', options.before);
     if (options.excludeTypes?.length) add('resource_type <> ALL($?::text[])', options.excludeTypes);
+    if (options.at) add('last_updated < $?', options.at[1]);
     const vis = this.visibility(params.length + 1);
     where.push(vis.sql);
     params.push(...vis.params);
@@ -648,6 +654,14 @@ export class Repository implements ResourceRepository {
     // each branch: PostgreSQL plans a branch with conditions of its own apart from the ORDER BY
     // around the union, which would read every match of both tables and sort them.)
     const old = [...where];
+    // A replaced version was current until the next version of its resource was written: the next
+    // is in resource_version or, for the last replaced one, the current row (both by primary key).
+    if (options.at) {
+      params.push(options.at[0]);
+      old.push(`COALESCE(
+        (SELECT s.last_updated FROM resource_version s WHERE s.resource_type = r.resource_type AND s.id = r.id AND s.version_id > r.version_id ORDER BY s.version_id LIMIT 1),
+        (SELECT c.last_updated FROM resource c WHERE c.resource_type = r.resource_type AND c.id = r.id)) > $${params.length}`);
+    }
     // Versions of a resource whose current version is labelled R/V are hidden with it (the
     // current version itself by the visibility rule).
     if (!isSystemContext(this.ctx) && !this.ctx.canReadRestricted) {
