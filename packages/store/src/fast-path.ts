@@ -17,15 +17,26 @@ const branchPattern = /^\(?([A-Z][A-Za-z]+)((?:\.[a-z][A-Za-z0-9]*)*)(?:\.ofType
 interface Branch {
   path: string[];
   ofType?: string;
+  /** The JSON key suffix of `ofType` (Quantity, DateTime), made once. */
+  ofTypeSuffix?: string;
   /**
    * Elements below the typed choice ("(Observation.value.ofType(CodeableConcept)).text": ["text"]),
    * walked as plain elements; their values' type is not known here (only string parameters).
    */
   then?: string[];
   resolveIs?: string;
+  /** `resolveIs` as the pattern a local reference to that type matches (made once). */
+  resolvePattern?: RegExp;
   system?: string;
   /** The element's type when the schema says it has exactly one (top-level elements). */
   type: string;
+}
+
+/** A branch with what its evaluation needs made once (evaluate). */
+function prepared(b: Branch): Branch {
+  if (b.ofType) b.ofTypeSuffix = capitalize(b.ofType);
+  if (b.resolveIs) b.resolvePattern = new RegExp(`^${b.resolveIs}/[^/]+(/_history/[^/]+)?$`);
+  return b;
 }
 
 function capitalize(s: string): string {
@@ -55,7 +66,7 @@ function compileBranch(resourceType: string, text: string): Branch | undefined {
     const types = element?.type ?? [];
     if (types.length === 1) type = types[0].code;
   }
-  return then ? { path, ofType: m[3], then, type } : { path, ofType: m[3], resolveIs: m[5], system: m[6], type };
+  return prepared(then ? { path, ofType: m[3], then, type } : { path, ofType: m[3], resolveIs: m[5], system: m[6], type });
 }
 
 /** Whether each element of `path` below the data type `type` exists with exactly one type. */
@@ -95,7 +106,7 @@ export function compileRelativeFastPath(expression: string): FastPath | undefine
   for (const text of expression.split(/\s+\|\s+/)) {
     const m = relativePattern.exec(text.trim());
     if (!m) return undefined;
-    branches.push({ path: m[1].split('.'), ofType: m[2], type: '' });
+    branches.push(prepared({ path: m[1].split('.'), ofType: m[2], type: '' }));
   }
   return (element) => {
     const out: TypedValue[] = [];
@@ -148,6 +159,16 @@ export function resolvedBranchKeys(resourceType: string, expression: string): { 
 }
 
 function evaluate(resource: Record<string, unknown>, b: Branch, out: TypedValue[]): void {
+  // One element present under its own name (Observation.code, .subject, .status): its values
+  // straight to `out`, without the arrays of the general walk below.
+  if (b.path.length === 1 && !b.ofType && !b.then && resource !== null && typeof resource === 'object') {
+    const v = resource[b.path[0]];
+    if (v !== undefined) {
+      if (Array.isArray(v)) for (const x of v) emit(b, b.type, x, out);
+      else emit(b, b.type, v, out);
+      return;
+    }
+  }
   let current: unknown[] = [resource];
   let type = b.type;
   for (let i = 0; i < b.path.length; i++) {
@@ -158,7 +179,7 @@ function evaluate(resource: Record<string, unknown>, b: Branch, out: TypedValue[
       if (node === null || typeof node !== 'object') continue;
       const obj = node as Record<string, unknown>;
       if (last && b.ofType) {
-        const v = obj[seg + capitalize(b.ofType)];
+        const v = obj[seg + b.ofTypeSuffix!];
         if (v !== undefined) push(next, v);
         type = b.ofType;
         continue;
@@ -192,14 +213,17 @@ function evaluate(resource: Record<string, unknown>, b: Branch, out: TypedValue[
     }
     type = '';
   }
-  for (const v of current) {
-    if (b.resolveIs) {
-      const ref = (v as { reference?: unknown })?.reference;
-      if (typeof ref !== 'string' || !new RegExp(`^${b.resolveIs}/[^/]+(/_history/[^/]+)?$`).test(ref)) continue;
-    }
-    if (b.system !== undefined && (v as { system?: unknown })?.system !== b.system) continue;
-    out.push({ type, value: v });
+  for (const v of current) emit(b, type, v, out);
+}
+
+/** One value of a branch to `out`, unless its where(...) filter leaves it out. */
+function emit(b: Branch, type: string, v: unknown, out: TypedValue[]): void {
+  if (b.resolveIs) {
+    const ref = (v as { reference?: unknown })?.reference;
+    if (typeof ref !== 'string' || !b.resolvePattern!.test(ref)) return;
   }
+  if (b.system !== undefined && (v as { system?: unknown })?.system !== b.system) return;
+  out.push({ type, value: v });
 }
 
 function push(into: unknown[], v: unknown): void {

@@ -177,3 +177,34 @@ describe('indexer fast path', () => {
     expect(compositeBranches('MolecularSequence', 'chromosome-variant-coordinate')).toBeUndefined();
   });
 });
+
+describe('indexer duplicate rows', () => {
+  it('drops a row a resource gives twice and keeps rows that differ in any column', () => {
+    const p = indexResource({
+      resourceType: 'Patient',
+      id: 'd1',
+      name: [{ family: 'Ng', given: ['Ana', 'Ana', 'ana'] }],
+      identifier: [
+        { system: 'urn:a', value: '1' },
+        { system: 'urn:a', value: '1' },
+        { system: 'urn:b', value: '1' },
+        { value: '1' },
+      ],
+    } as Resource);
+    expect(p.string.filter((r) => r[0] === 'given').map((r) => r[1])).toEqual(['Ana', 'ana']);
+    expect(p.token.filter((r) => r[0] === 'identifier').map((r) => [r[1], r[2]])).toEqual([
+      ['urn:a', '1'],
+      ['urn:b', '1'],
+      [null, '1'],
+    ]);
+  });
+  it('finds duplicates among many rows as among few (the pairwise check stops at 16 rows a table)', () => {
+    const given = Array.from({ length: 20 }, (_, i) => `n${i % 10}`);
+    const p = indexResource({ resourceType: 'Patient', id: 'd2', name: [{ given }] } as Resource);
+    expect(p.string.filter((r) => r[0] === 'given').map((r) => r[1])).toEqual(given.slice(0, 10));
+  });
+  it('keeps rows whose values differ only where a value holds a control character', () => {
+    const p = indexResource({ resourceType: 'Patient', id: 'd3', name: [{ given: ['a\u0001', 'a\u0000', 'a'] }] } as Resource);
+    expect(p.string.filter((r) => r[0] === 'given').map((r) => r[1])).toEqual(['a\u0001', 'a\u0000', 'a']);
+  });
+});

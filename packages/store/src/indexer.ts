@@ -504,7 +504,9 @@ export function emptyIndexRows(): IndexRows {
 /** All search-index rows for a resource. */
 export function indexResource(resource: Resource, options: { engineOnly?: boolean } = {}): IndexRows {
   const rows = emptyIndexRows();
-  const input = [toTypedValue(resource)];
+  // The engine's typed input, made only when some parameter is evaluated by the engine.
+  let typed: TypedValue[] | undefined;
+  const input = (): TypedValue[] => (typed ??= [toTypedValue(resource)]);
   const useFast = !options.engineOnly;
   const present = presentRoots(resource as unknown as Record<string, unknown>);
   let grp = 0;
@@ -522,12 +524,12 @@ export function indexResource(resource: Resource, options: { engineOnly?: boolea
     }
     let values: TypedValue[];
     try {
-      values = useFast && p.fast ? p.fast(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(p.atom, input);
+      values = useFast && p.fast ? p.fast(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(p.atom, input());
     } catch {
       continue;
     }
     if (p.components) {
-      grp = addComposite(rows, p.components, values, input[0], grp, useFast && p.fast !== undefined);
+      grp = addComposite(rows, p.components, values, input, grp, useFast && p.fast !== undefined);
     } else if (p.type === 'special') {
       addNear(rows, values);
     } else {
@@ -614,11 +616,46 @@ function addDateHulls(rows: IndexRows): IndexRows {
   return rows;
 }
 
+/**
+ * Whether a short list may hold two rows dedupe's keys would find equal, compared pairwise instead
+ * of building a key per row. Rows of different codes never are (a code is a parameter's, with no
+ * control characters); rows of one code are when their values are alike, or when a value holds the
+ * characters the keys are joined with (the keys then decide). A "may" answer is checked by the keys.
+ */
+function mayHaveDuplicate(list: unknown[][]): boolean {
+  for (let i = 1; i < list.length; i++) {
+    const a = list[i];
+    for (let j = 0; j < i; j++) {
+      const b = list[j];
+      if (a[0] !== b[0]) continue;
+      if (a.length !== b.length) return true;
+      // The first value in which they differ decides: keys that agree up to it could still be
+      // equal only if its texts are, or if one holds a separator.
+      let k = 1;
+      while (k < a.length && (a[k] ?? null) === (b[k] ?? null)) k++;
+      if (k === a.length) return true;
+      const x = a[k] ?? null;
+      const y = b[k] ?? null;
+      if (String(x) === String(y) || hasKeyCharacter(x) || hasKeyCharacter(y)) return true;
+    }
+  }
+  return false;
+}
+
+function hasKeyCharacter(v: unknown): boolean {
+  return typeof v === 'string' && (v.includes('\u0000') || v.includes('\u0001'));
+}
+
+/** Below this many rows in a table, duplicates are looked for pairwise before any key is built. */
+const PAIRWISE_ROWS = 16;
+
 /** Drops duplicate rows (e.g. a name part that appears twice): they add write cost and nothing else. */
 function dedupe(rows: IndexRows): IndexRows {
   for (const key of Object.keys(rows) as IndexTable[]) {
     const list = rows[key] as unknown[][];
     if (list.length < 2) continue;
+    // Most resources have none (a PCL-5 item Observation: 15 rows, at most 9 in one table).
+    if (list.length <= PAIRWISE_ROWS && !mayHaveDuplicate(list)) continue;
     const seen = new Set<string>();
     (rows as unknown as Record<string, unknown[][]>)[key] = list.filter((r) => {
       // Each column holds one kind of value (text, or the grp number), so joining is exact.
@@ -638,8 +675,7 @@ function dedupe(rows: IndexRows): IndexRows {
  * for some component can never satisfy a search (every part is required) and is not stored.
  * Returns the next free group number.
  */
-function addComposite(rows: IndexRows, components: CompiledComponent[], matches: TypedValue[], resource: TypedValue, grp: number, direct: boolean): number {
-  const variables = { '%resource': resource };
+function addComposite(rows: IndexRows, components: CompiledComponent[], matches: TypedValue[], input: () => TypedValue[], grp: number, direct: boolean): number {
   for (const m of matches) {
     const part = emptyIndexRows();
     let complete = true;
@@ -647,7 +683,7 @@ function addComposite(rows: IndexRows, components: CompiledComponent[], matches:
       const before = countRows(part);
       let values: TypedValue[];
       try {
-        values = direct && comp.fast ? comp.fast(m.value as Record<string, unknown>) : evalFhirPathTyped(comp.atom, [m], variables);
+        values = direct && comp.fast ? comp.fast(m.value as Record<string, unknown>) : evalFhirPathTyped(comp.atom, [m], { '%resource': input()[0] });
       } catch {
         values = [];
       }
@@ -667,11 +703,11 @@ function addComposite(rows: IndexRows, components: CompiledComponent[], matches:
 }
 
 /** A grouped parameter's rows, per match of its element (the n-th element's rows have grp n). */
-function addGrouped(rows: IndexRows, p: CompiledParam, resource: Resource, input: TypedValue[], useFast: boolean): void {
+function addGrouped(rows: IndexRows, p: CompiledParam, resource: Resource, input: () => TypedValue[], useFast: boolean): void {
   const g = p.group!;
   let matches: TypedValue[];
   try {
-    matches = useFast ? g.match(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(g.matchAtom, input);
+    matches = useFast ? g.match(resource as unknown as Record<string, unknown>) : evalFhirPathTyped(g.matchAtom, input());
   } catch {
     return;
   }
