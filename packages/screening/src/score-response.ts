@@ -1,7 +1,7 @@
 // Scores a QuestionnaireResponse from the data in its Questionnaire: each item with a
 // calculatedExpression is a score; its screening-cutoff, screening-band and screening-cluster
 // extensions say how to interpret it. Declined items are never silently scored as zero.
-import type { Coding, Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Coding, Questionnaire, QuestionnaireItem, QuestionnaireResponse, QuestionnaireResponseItem } from '@medplum/fhirtypes';
 import { boundResponses, summariseDeclined } from './bounds.ts';
 import { calculatedExpression, evaluateScore } from './calculate.ts';
 import { BAND_EXTENSION, CLUSTER_EXTENSION, CUTOFF_EXTENSION } from './constants.ts';
@@ -77,24 +77,30 @@ function band(item: QuestionnaireItem, score: number): Coding | undefined {
   return undefined;
 }
 
-function endorsedCount(q: Questionnaire, qr: QuestionnaireResponse, linkIds: string[], threshold: number): number {
+/** `items`: the response's items (responseItems), walked once for all its clusters. */
+function endorsedCount(q: Questionnaire, items: QuestionnaireResponseItem[], linkIds: Set<string>, threshold: number): number {
   const byLinkId = questionnaireItemsByLinkId(q);
   let count = 0;
-  for (const rItem of responseItems(qr)) {
+  for (const rItem of items) {
+    if (!linkIds.has(rItem.linkId)) continue;
     const qItem = byLinkId.get(rItem.linkId);
-    if (!qItem || !linkIds.includes(rItem.linkId)) continue;
+    if (!qItem) continue;
     if ((rItem.answer ?? []).some((a) => (answerWeight(qItem, a) ?? Number.NEGATIVE_INFINITY) >= threshold)) count++;
   }
   return count;
 }
 
 function clusters(q: Questionnaire, item: QuestionnaireItem, bounds: { low: QuestionnaireResponse[]; high: QuestionnaireResponse[] }): ClusterResult[] {
-  return extensionsOf(item, CLUSTER_EXTENSION).map((ext) => {
-    const linkIds = (ext.extension ?? []).filter((e) => e.url === 'item').map((e) => e.valueString ?? '');
+  const extensions = extensionsOf(item, CLUSTER_EXTENSION);
+  if (extensions.length === 0) return [];
+  const low = bounds.low.map(responseItems);
+  const high = bounds.high.map(responseItems);
+  return extensions.map((ext) => {
+    const linkIds = new Set((ext.extension ?? []).filter((e) => e.url === 'item').map((e) => e.valueString ?? ''));
     const required = (sub(ext, 'minEndorsed')?.valueInteger as number | undefined) ?? 1;
     const threshold = (sub(ext, 'endorsedAtWeight')?.valueDecimal as number | undefined) ?? 1;
-    const endorsed = Math.min(...bounds.low.map((r) => endorsedCount(q, r, linkIds, threshold)));
-    const endorsedAtMost = Math.max(...bounds.high.map((r) => endorsedCount(q, r, linkIds, threshold)));
+    const endorsed = Math.min(...low.map((items) => endorsedCount(q, items, linkIds, threshold)));
+    const endorsedAtMost = Math.max(...high.map((items) => endorsedCount(q, items, linkIds, threshold)));
     const interpretation: Interpretation = endorsed >= required ? 'POS' : endorsedAtMost < required ? 'NEG' : 'IND';
     return { code: (sub(ext, 'code')?.valueCoding as Coding) ?? {}, endorsed, endorsedAtMost, required, interpretation };
   });
