@@ -444,10 +444,14 @@ export class Repository implements ResourceRepository {
 
   /** See ResourceRepository.findByIdentifiers: identifier queries answered together by findConditionalMatches. */
   async findByIdentifiers<T extends Resource>(lookups: IdentifierLookup[], limit: number): Promise<T[][]> {
-    return this.findConditionalMatches<T>(
-      // Escaped as in a search (backslash before , | $ and backslash), such a value stays one value
-      // (and that look-up runs as its own search).
-      lookups.map((l) => ({ type: l.type, query: `identifier=${encodeURIComponent(`${escapeToken(l.system)}|${escapeToken(l.value)}`)}` })),
+    return this.matchesOf<T>(
+      lookups.map((l) =>
+        // A system and value with nothing to escape are the identifier query they would make
+        // (identifierQuery), without making and parsing it. Otherwise escaped as in a search
+        // (backslash before , | $ and backslash), such a value stays one value (and that look-up
+        // runs as its own search).
+        plainIdentifier(l) ?? { type: l.type, query: `identifier=${encodeURIComponent(`${escapeToken(l.system)}|${escapeToken(l.value)}`)}` },
+      ),
       limit,
     );
   }
@@ -459,12 +463,18 @@ export class Repository implements ResourceRepository {
    * its own search. Same matches as searchByQueryString for each.
    */
   async findConditionalMatches<T extends Resource>(queries: Array<{ type: string; query: string }>, limit: number): Promise<T[][]> {
+    return this.matchesOf<T>(queries, limit);
+  }
+
+  /** findConditionalMatches, each query given as its text or as the identifier query it is. */
+  private async matchesOf<T extends Resource>(queries: Array<{ type: string; query: string } | IdentifierQuery>, limit: number): Promise<T[][]> {
     const out: T[][] = queries.map(() => []);
     const batch: Array<{ at: number; type: string; system: string; value: string }> = [];
     for (let i = 0; i < queries.length; i++) {
-      const ident = identifierQuery(queries[i].type, queries[i].query);
-      if (ident) batch.push({ at: i, ...ident });
-      else out[i] = await this.searchByQueryString<T>(queries[i].type, queries[i].query, limit);
+      const q = queries[i];
+      const ident = 'query' in q ? identifierQuery(q.type, q.query) : q;
+      if (ident) batch.push({ at: i, type: ident.type, system: ident.system, value: ident.value });
+      else out[i] = await this.searchByQueryString<T>(q.type, (q as { query: string }).query, limit);
     }
     if (batch.length === 0) return out;
     const vis = this.visibility(5);
@@ -741,7 +751,22 @@ function escapeToken(s: string): string {
   return s.replace(/[\\,$|]/g, '\\$&');
 }
 
-function identifierQuery(type: string, query: string): { type: string; system: string; value: string } | undefined {
+interface IdentifierQuery {
+  type: string;
+  system: string;
+  value: string;
+}
+
+/**
+ * The identifier query a look-up makes (`identifier=system|value`) as identifierQuery would read
+ * it back, when its system and value hold nothing a token escapes (\\ , | $) or NUL; else undefined.
+ */
+function plainIdentifier(l: IdentifierLookup): IdentifierQuery | undefined {
+  if (!l.system || !l.value || /[\\,|$\u0000]/.test(l.system) || /[\\,|$\u0000]/.test(l.value)) return undefined;
+  return searchParam(l.type, 'identifier')?.type === 'token' ? { type: l.type, system: l.system, value: l.value } : undefined;
+}
+
+function identifierQuery(type: string, query: string): IdentifierQuery | undefined {
   const params = [...new URLSearchParams(query)];
   if (params.length !== 1 || params[0][0] !== 'identifier') return undefined;
   const raw = params[0][1];
