@@ -63,6 +63,12 @@ function ensureInstalled(env) {
   writeFileSync(stamp, new Date().toISOString() + '\n');
 }
 
+// The API's Node/V8 options (services/api/node-options.json), before any given in NODE_OPTIONS.
+function apiNodeOptions(given) {
+  const { nodeOptions } = JSON.parse(readFileSync(join(root, 'services/api/node-options.json'), 'utf8'));
+  return [...nodeOptions, given].filter(Boolean).join(' ');
+}
+
 const task = process.argv[2] ?? 'start';
 ensureToolchain();
 const env = toolchainEnv();
@@ -70,7 +76,7 @@ if (task !== 'pnpm') ensureInstalled(env);
 const node = join(nodeBin, 'node');
 switch (task) {
   case 'start':
-    run(node, ['services/api/src/index.ts', ...process.argv.slice(3)], env);
+    run(node, ['services/api/src/index.ts', ...process.argv.slice(3)], { ...env, NODE_OPTIONS: apiNodeOptions(env.NODE_OPTIONS) });
     break;
   case 'test': {
     const v = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim();

@@ -2,6 +2,7 @@
 // used as the ceiling. Each runs in its own process so its event loop does not share one with the
 // load generator; the machine's cores are still shared, which is the point of the ceilings.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -82,6 +83,11 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, port: number, health
   );
 }
 
+/** The Node/V8 options `npm start` gives the API (services/api/node-options.json). */
+export function apiNodeOptions(): string[] {
+  return (JSON.parse(readFileSync(join(repoRoot, 'services/api/node-options.json'), 'utf8')) as { nodeOptions: string[] }).nodeOptions;
+}
+
 /** The FHIR API as production runs it: one process on PostgreSQL, warn-level logs, no demo data. */
 export async function startApi(options: { databaseUrl: string; clientsFile: string; cpuProfDir?: string; env?: Record<string, string> }): Promise<Child> {
   const port = await freePort();
@@ -101,8 +107,10 @@ export async function startApi(options: { databaseUrl: string; clientsFile: stri
     WORKER: 'off',
     // The audit settings under test (AUDIT_READ_COMMIT, AUDIT_JOURNAL_SYNC_MS, ...) pass through.
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('AUDIT_'))),
-    // V8 or Node options for the API process alone (e.g. --max-semi-space-size=32), to compare.
-    ...(process.env.BENCH_API_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_API_NODE_OPTIONS } : {}),
+    // The options production starts the API with (services/api/node-options.json, as `npm start`
+    // does), then any for the API process alone to compare (e.g. --max-semi-space-size=64: the
+    // later option wins).
+    NODE_OPTIONS: [...apiNodeOptions(), process.env.BENCH_API_NODE_OPTIONS].filter(Boolean).join(' '),
     ...options.env,
   };
   return startChild(args, env, port, '/healthz');
