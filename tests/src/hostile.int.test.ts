@@ -96,6 +96,9 @@ describe('NUL characters', () => {
     expectOutcome(await b.get('Patient?name=%00'), 400);
     expectOutcome(await b.get('Patient?%00=x'), 400);
     expectOutcome(await b.post('Patient', { resourceType: 'Patient' }, { 'If-None-Exist': 'name=%00' }), 400);
+    // In a property name too; a backslash followed by "u0000" is no NUL.
+    expect(expectOutcome(await b.post('Patient', { resourceType: 'Patient', name: [{ family: 'x', 'a\u0000': 1 }] }), 400).issue[0].diagnostics).toMatch(/NUL/);
+    expect((await b.post('Patient', { resourceType: 'Patient', name: [{ family: 'a\\u0000b' }] })).status).toBe(201);
   });
 });
 
