@@ -271,7 +271,6 @@ describe.each(testDatabaseKinds())('migration 22 on %s', (kind) => {
       await expect(db.query('INSERT INTO resource_version SELECT * FROM resource_version WHERE version_id = 1 LIMIT 1')).rejects.toThrow();
       const indexes = await db.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE tablename IN ('resource_version', 'resource') ORDER BY 1`);
       expect(indexes.rows.map((x) => x.indexname)).toEqual([
-        'resource_owner_idx',
         'resource_pkey',
         'resource_type_updated_idx',
         'resource_updated_idx',

@@ -176,6 +176,22 @@ describe('indexer fast path', () => {
     // A composite whose parts are not plain paths of other parameters keeps its own part rows.
     expect(compositeBranches('MolecularSequence', 'chromosome-variant-coordinate')).toBeUndefined();
   });
+  it("gives a CodeableConcept's text a row of its own only when no coding's display says the same", () => {
+    const rows = indexResource({
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: 'http://loinc.org', code: '1-1', display: 'Item one [X]' }], text: 'Item one?' },
+      valueCodeableConcept: { coding: [{ system: 'urn:a', code: 'm', display: 'Moderately' }, { system: 'urn:b', code: 'n' }], text: 'MODERATELY' },
+      method: { text: 'Self-report' },
+      category: [{ coding: [{ system: 'urn:c', code: 's' }], text: '' }],
+    } as Resource);
+    const of = (code: string) => rows.token.filter((r) => r[0] === code).map((r) => [r[2], r[3]]);
+    expect(of('code')).toEqual([['1-1', 'item one [x]'], [null, 'item one?']]);
+    // The same words, folded the same way as :text folds its value: the coding's row answers it.
+    expect(of('value-concept')).toEqual([['m', 'moderately'], ['n', null]]);
+    expect(of('method')).toEqual([[null, 'self-report']]);
+    expect(of('category')).toEqual([['s', null], [null, null]]);
+  });
 });
 
 describe('indexer duplicate rows', () => {

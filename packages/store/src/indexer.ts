@@ -436,8 +436,19 @@ function addToken(rows: IndexRows, code: string, dataType: string, v: any): void
   } else if (typeof v === 'boolean') {
     rows.token.push([code, null, String(v), null]);
   } else if (dataType === 'CodeableConcept' || Array.isArray(v.coding) || typeof v.text === 'string') {
-    for (const c of v.coding ?? []) if (c?.code || c?.display) rows.token.push([code, c.system ?? null, c.code ?? null, textOf(c.display)]);
-    if (typeof v.text === 'string') rows.token.push([code, null, null, textOf(v.text)]);
+    const displays: Array<string | null> = [];
+    for (const c of v.coding ?? []) {
+      if (!c?.code && !c?.display) continue;
+      const display = textOf(c.display);
+      displays.push(display);
+      rows.token.push([code, c.system ?? null, c.code ?? null, display]);
+    }
+    // The text's own row serves only :text, which reads every display of the parameter's rows: none
+    // when a coding's display already says the same (an answer "Moderately" coded "Moderately").
+    if (typeof v.text === 'string') {
+      const text = textOf(v.text);
+      if (text === null || !displays.includes(text)) rows.token.push([code, null, null, text]);
+    }
   } else if (dataType === 'Identifier' || (v.value !== undefined && (v.system !== undefined || v.type !== undefined || v.use !== undefined))) {
     if (v.value !== undefined || v.system !== undefined) rows.token.push([code, v.system ?? null, v.value ?? null, textOf(v.type?.text)]);
     for (const t of v.type?.coding ?? []) {

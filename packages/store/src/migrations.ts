@@ -311,6 +311,34 @@ EXCEPTION WHEN feature_not_supported THEN
 END
 $$;`,
   },
+  {
+    version: 27,
+    name: 'resources: no (owner_org, resource_type) index',
+    // No statement reads it: the access rule tests owner_org inside an OR with an EXISTS over
+    // resource_share (access.ts), which no index scan serves (PostgreSQL filters the rows it reached
+    // by type, id or an index table; an EXPLAIN with sequential scans disabled still does not use it),
+    // and idx_scan stayed 0 after 100 scored intakes with their AuditEvents. Every create and update
+    // paid an entry in it, all of one organisation's rows of a type under one key (posting lists
+    // rewritten and pages deduplicated as they fill; docs/benchmarks.md, decision 0008).
+    sql: `DROP INDEX IF EXISTS resource_owner_idx;`,
+  },
+  {
+    version: 28,
+    name: 'resources: content compressed with lz4 where the server has it',
+    // A resource's JSON above ~2 KB (a QuestionnaireResponse of 20 answers) is compressed when
+    // stored; pglz (the default) was ~1 % of the machine's samples in a scored intake, lz4 0.35 %
+    // of PostgreSQL's. Only new values use it (no rewrite; old rows stay readable either way). A
+    // server built without lz4 (PGlite) keeps pglz.
+    sql: `
+DO $$
+BEGIN
+  ALTER TABLE resource ALTER COLUMN content SET COMPRESSION lz4;
+  ALTER TABLE resource_version ALTER COLUMN content SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+  NULL;
+END
+$$;`,
+  },
 ];
 
 /** Re-indexes the stored resources of every type whose indexing planDerived changed (migration 11). */
