@@ -1,4 +1,5 @@
-import { auditRecord, buildAuditEvent, buildAuditEvents, CLIENT_ID_SYSTEM } from './audit.ts';
+import { auditRecord, auditRecordJson, buildAuditEvent, buildAuditEvents, CLIENT_ID_SYSTEM, jsonString } from './audit.ts';
+import type { AuditInput } from './audit.ts';
 
 const ctx = { clientId: 'ehr-1', organization: 'Organization/hosp', scopes: ['system/*.cruds'], requestId: 'req-7' };
 const when = new Date('2025-03-01T10:00:00.000Z');
@@ -100,5 +101,29 @@ describe('audit records and the AuditEvents built from them', () => {
     expect(e.action).toBe('E');
     expect(e.entity?.filter((x) => x.role?.code === '24').map((x) => x.description)).toEqual(['Observation?subject', 'Observation?code']);
     expect(e.entity?.filter((x) => x.role?.code === '1')).toHaveLength(1);
+  });
+});
+
+describe('auditRecordJson: the record as JSON text, written by hand', () => {
+  test('every code unit 0-0x7f, non-ASCII, lone surrogates and escapes come out as JSON.stringify writes them', () => {
+    const odd = ['', 'a"b', 'back\\slash', 'line\nbreak', 'tab\t', '\u0000nul', '\u007f', 'é', 'Zoë ✓', '\ud800', 'x\udc00y', '\u2028\u2029', '😀'];
+    for (let c = 0; c < 0x80; c++) odd.push(`id-${String.fromCharCode(c)}-${c}`);
+    for (const v of odd) expect(jsonString(v)).toBe(JSON.stringify(v));
+  });
+
+  test('the same text as JSON.stringify(auditRecord(input)) for reads, searches, refusals and writes', () => {
+    const inputs: AuditInput[] = [
+      { ctx, action: 'R', interaction: 'read', resources: ['Observation/1'], patients: ['Patient/42'], outcome: '0', when },
+      { ctx: { ...ctx, requestId: 'r"q\\1\n' }, action: 'R', interaction: 'read', resources: ['Observation/1'], patients: [], outcome: '0' },
+      { ctx, action: 'E', interaction: 'search-type', resources: [], patients: ['Patient/1', 'Patient/2'], outcome: '0', searchResourceType: 'Observation', searchParameterNames: ['subject', 'code:text', 'päramé"ter'], when },
+      { ctx, action: 'E', interaction: 'search-type', resources: [], patients: [], outcome: '0', searchResourceType: 'Observation', searchParameterNames: [], when },
+      { ctx: undefined, action: 'E', interaction: 'operation', resources: [], outcome: '4', httpStatus: 401, searchResourceType: 'Patient', when },
+      { ctx: { system: true }, action: 'C', interaction: 'create', resources: ['Task/1/_history/1', 'Task/2/_history/3'], patient: 'Patient/9', patients: ['Patient/9', 'Patient/8'], outcome: '0', when },
+      { ctx: { clientId: 'c', organization: '' }, action: 'R', interaction: 'vread', resources: ['Observation/1/_history/2'], outcome: '8', httpStatus: 503, when },
+    ];
+    for (const input of inputs) expect(auditRecordJson(input)).toBe(JSON.stringify(auditRecord(input)));
+    // Without `when`, the time is now: the same shape, a parseable ISO time.
+    const parsed = JSON.parse(auditRecordJson(inputs[1]!)) as { at: string };
+    expect(new Date(parsed.at).toISOString()).toBe(parsed.at);
   });
 });

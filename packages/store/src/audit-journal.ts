@@ -129,10 +129,17 @@ export class AuditJournal {
    * rejects if it could not be.
    */
   append(owner: string | null, record: unknown): Promise<void> {
+    return this.appendJson(JSON.stringify([owner, record]));
+  }
+
+  /**
+   * append() with the line already serialised: `json` is the JSON text of `[owner, record]`, on
+   * one line (JSON text never holds a raw newline). The read path builds it by hand.
+   */
+  appendJson(json: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('The audit journal is closed'));
-    const line = `${JSON.stringify([owner, record])}\n`;
     const batch = (this.pending ??= newBatch());
-    batch.lines.push(line);
+    batch.lines.push(`${json}\n`);
     this.kick();
     return batch.done;
   }

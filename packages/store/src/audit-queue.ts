@@ -123,9 +123,14 @@ export class AuditQueue {
 
   /** Resolves once the record is committed to the log (or durable in the journal). */
   record(ownerOrg: string | null, record: unknown): Promise<void> {
-    if (this.journal) return this.journal.append(ownerOrg, record);
+    return this.recordJson(ownerOrg, JSON.stringify(record));
+  }
+
+  /** record() with the record already serialised (`json`: its JSON text, e.g. auditRecordJson's). */
+  recordJson(ownerOrg: string | null, json: string): Promise<void> {
+    if (this.journal) return this.journal.appendJson(`[${ownerOrg === null ? 'null' : JSON.stringify(ownerOrg)},${json}]`);
     return new Promise((resolve, reject) => {
-      this.pending.push({ owner: ownerOrg, content: JSON.stringify(record), resolve, reject });
+      this.pending.push({ owner: ownerOrg, content: json, resolve, reject });
       if (this.flushes < this.maxFlushes) void this.flush();
     });
   }

@@ -187,7 +187,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       capabilityStatement: () => (capability ??= buildCapabilityStatement({ baseUrl, version: VERSION, operations, date: capabilityDate, smart: { tokenUrl: `${config.publicUrl}/auth/token` } })),
       authorize,
       onAccess: config.auditReads
-        ? async (repo, interaction, resourceType, resources, parameterNames) =>
+        ? (repo, interaction, resourceType, resources, parameterNames) =>
             auditAccess(repo.db, repo.ctx, interaction as Parameters<typeof auditAccess>[2], resourceType, resources, parameterNames, auditQueue)
         : undefined,
       // With a PostgreSQL audit log, a read by id and its record are one statement; with the journal,

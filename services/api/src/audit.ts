@@ -7,7 +7,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { RequestContext, WriteInteraction } from '@tic/fhir';
 import { isOperationOutcomeError, OperationOutcomeError, outcome } from '@tic/fhir';
-import { auditRecord, buildAuditEvents } from '@tic/auth';
+import { auditRecord, auditRecordJson, buildAuditEvents } from '@tic/auth';
 import type { AuditAction, AuditRecord, RestfulInteraction } from '@tic/auth';
 import type { AuditedWrite, AuditQueue, Db, WritesAuditRow } from '@tic/store';
 import { appendAuditRows, patientOf } from '@tic/store';
@@ -70,9 +70,10 @@ export function auditRowsForWrites(writes: AuditedWrite[]): WritesAuditRow[] {
 
 /**
  * The audit record of a read or search, committed before the response is sent: inside a
- * transaction Bundle with the transaction, otherwise group-committed through the queue.
+ * transaction Bundle with the transaction, otherwise group-committed through the queue. Not an
+ * async function: the read path awaits the queue's promise itself, without another one around it.
  */
-export async function auditAccess(
+export function auditAccess(
   db: Db,
   ctx: RequestContext,
   interaction: RestfulInteraction,
@@ -81,14 +82,15 @@ export async function auditAccess(
   parameterNames: string[] | undefined,
   queue: AuditQueue,
 ): Promise<void> {
-  if (ctx.system) return;
+  if (ctx.system) return Promise.resolve();
   const search = interaction.startsWith('search');
   const patients: string[] = [];
   for (const r of resources) {
     const p = patientOf(r);
     if (p && !patients.includes(p)) patients.push(p);
   }
-  const record = auditRecord({
+  // The record's JSON text, written by hand (auditRecordJson: the same text as JSON.stringify of auditRecord).
+  const content = auditRecordJson({
     ctx,
     action: search ? 'E' : 'R',
     interaction,
@@ -98,8 +100,8 @@ export async function auditAccess(
     searchResourceType: search ? resourceType : undefined,
     searchParameterNames: parameterNames,
   });
-  if (db.inTransaction) await appendAuditRows(db, [{ ownerOrg: ownerOf(ctx), content: JSON.stringify(record) }]);
-  else await queue.record(ownerOf(ctx), record).catch(auditUnavailable);
+  if (db.inTransaction) return appendAuditRows(db, [{ ownerOrg: ownerOf(ctx), content }]);
+  return queue.recordJson(ownerOf(ctx), content).catch(auditUnavailable);
 }
 
 /** An access whose record could not be made durable is not answered (fail closed): 503, retry. */
