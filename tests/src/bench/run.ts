@@ -113,11 +113,14 @@ async function main(): Promise<void> {
   const client = await createBenchClient(join(tmp, 'clients.json'));
   let api: Child | undefined;
   let measuringFrom = 0;
+  /** The scenarios' API: its profile is the one summarised (the comparison's APIs write their own). */
+  let mainPid: number | undefined;
   let measuringTo = 0;
   try {
     const postgres = (await queryOne<{ v: string }>(database.url, `SELECT split_part(version(), ' (', 1) AS v`))[0].v;
     api = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, cpuProfDir: options.cpuProfDir });
     const server = api;
+    mainPid = server.process.pid;
     const fhirBase = `${server.url}/fhir`;
     const token = () => client.token(server.url);
     log(`API up at ${fhirBase} (pid ${server.process.pid}); loading data`);
@@ -362,7 +365,7 @@ async function main(): Promise<void> {
   }
   if (options.cpuProfDir) {
     const newest = readdirSync(options.cpuProfDir)
-      .filter((f) => f.endsWith('.cpuprofile'))
+      .filter((f) => f.endsWith('.cpuprofile') && (mainPid === undefined || f.includes(`.${mainPid}.`)))
       .map((f) => join(options.cpuProfDir!, f))
       .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
     if (newest) {
