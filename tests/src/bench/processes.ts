@@ -2,7 +2,7 @@
 // used as the ceiling. Each runs in its own process so its event loop does not share one with the
 // load generator; the machine's cores are still shared, which is the point of the ceilings.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -88,8 +88,19 @@ export function apiNodeOptions(): string[] {
   return (JSON.parse(readFileSync(join(repoRoot, 'services/api/node-options.json'), 'utf8')) as { nodeOptions: string[] }).nodeOptions;
 }
 
+/**
+ * The APIs' data directory (audit journal, development client): one per benchmark process, removed
+ * when it exits (the database it belongs to is dropped by then; nothing in it is needed after).
+ */
+const dataDir = `/tmp/tic-bench-${process.pid}`;
+let dataDirRemovedAtExit = false;
+
 /** The FHIR API as production runs it: one process on PostgreSQL, warn-level logs, no demo data. */
 export async function startApi(options: { databaseUrl: string; clientsFile: string; cpuProfDir?: string; env?: Record<string, string> }): Promise<Child> {
+  if (!dataDirRemovedAtExit) {
+    dataDirRemovedAtExit = true;
+    process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  }
   const port = await freePort();
   const args = [...(options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : []), 'services/api/src/index.ts'];
   const env: NodeJS.ProcessEnv = {
@@ -102,7 +113,7 @@ export async function startApi(options: { databaseUrl: string; clientsFile: stri
     DEMO_DATA: 'false',
     LOG_LEVEL: 'warn',
     AUTH_CLIENTS_FILE: options.clientsFile,
-    DATA_DIR: `/tmp/tic-bench-${process.pid}`,
+    DATA_DIR: dataDir,
     // The API alone is measured; the job worker runs as its own process in production.
     WORKER: 'off',
     // The audit settings under test (AUDIT_READ_COMMIT, AUDIT_JOURNAL_SYNC_MS, ...) pass through.
