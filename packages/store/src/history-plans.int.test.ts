@@ -4,11 +4,10 @@
 // PostgreSQL only (plans).
 import type { Resource } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
-import type { Db, QueryOptions } from './db.ts';
 import type { HistoryOptions } from './repository.ts';
 import { Repository } from './repository.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase } from './testing.ts';
+import { openTestDatabase, recordingDb } from './testing.ts';
 
 const orgA: RequestContext = { organization: 'Organization/a', clientId: 'a' };
 const TYPES = ['Patient', 'Observation', 'Task', 'ServiceRequest', 'QuestionnaireResponse', 'Condition'];
@@ -39,21 +38,10 @@ function* nodes(n: PlanNode): Generator<PlanNode> {
 
   /** The scans of the history's own rows (alias r_n) in the plan of one history page. */
   async function scans(type: string | undefined, id: string | undefined, options: HistoryOptions): Promise<Array<{ relation: string; node: string; index?: string; rows: number }>> {
-    let statement: { sql: string; params: unknown[] } | undefined;
-    const db = new Proxy(t.db, {
-      get(target, prop, receiver) {
-        if (prop === 'query') {
-          return (sql: string, params?: unknown[], o?: QueryOptions) => {
-            statement = { sql, params: params ?? [] };
-            return target.query(sql, params, o);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as Db;
+    const { db, calls } = recordingDb(t.db);
     const entries = await new Repository(db, orgA, { modules: [] }).historyEntries(type, id, options);
     expect(entries.length).toBeGreaterThan(0);
+    const statement = calls.at(-1);
     const plan = (await t.db.query<{ 'QUERY PLAN': Array<{ Plan: PlanNode }> }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${statement!.sql}`, statement!.params)).rows[0]['QUERY PLAN'][0].Plan;
     return [...nodes(plan)]
       .filter((n) => (n['Relation Name'] === 'resource' || n['Relation Name'] === 'resource_version') && /^r(_\d+)?$/.test(n.Alias ?? ''))

@@ -4,13 +4,13 @@
 import type { Patient, Resource } from '@medplum/fhirtypes';
 import type { OperationOutcomeError, RequestContext } from '@tic/fhir';
 import { statusForOutcome } from '@tic/fhir';
-import type { Db, QueryOptions } from './db.ts';
+import type { Db } from './db.ts';
 import { PGliteDb, PgDb } from './db.ts';
 import { migrate, migrations } from './migrations.ts';
 import type { HistoryOptions } from './repository.ts';
 import { Repository } from './repository.ts';
 import type { TestDatabase } from './testing.ts';
-import { createPostgresDatabase, openTestDatabase, statusOf, testDatabaseKinds } from './testing.ts';
+import { createPostgresDatabase, openTestDatabase, recordingDb, statusOf, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 const orgA: RequestContext = { organization: 'Organization/a', clientId: 'a' };
@@ -196,19 +196,7 @@ describe.each(testDatabaseKinds())('history on %s', (kind) => {
       // Without If-Match every update writes a version of its own, each replaced one copied once;
       // an organisation's (one statement each) waits for the one before it instead of falling back
       // to reading the row first.
-      const statements: string[] = [];
-      const counted = new Proxy(t.db, {
-        get(target, prop, receiver) {
-          if (prop === 'query') {
-            return (sql: string, params?: unknown[], o?: QueryOptions) => {
-              statements.push(sql);
-              return target.query(sql, params, o);
-            };
-          }
-          const v = Reflect.get(target, prop, receiver);
-          return typeof v === 'function' ? v.bind(target) : v;
-        },
-      }) as Db;
+      const { db: counted, calls: statements } = recordingDb(t.db);
       await Promise.all(['male', 'female', 'other', 'unknown'].map((g) => new Repository(counted, ctx, { modules: [] }).update<Patient>({ ...p, gender: g as Patient['gender'] })));
       expect(await stored(t.db, 'Patient', p.id!)).toEqual({ current: [6], replaced: [1, 2, 3, 4, 5] });
       if (ctx === orgA) expect(statements).toHaveLength(4);

@@ -6,11 +6,10 @@
 // benchmark's date-range throughput. PostgreSQL only (plans).
 import type { Observation } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
-import type { Db, QueryOptions } from './db.ts';
 import { Repository } from './repository.ts';
 import { searchResources } from './search.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase } from './testing.ts';
+import { openTestDatabase, recordingDb } from './testing.ts';
 
 const system: RequestContext = { system: true };
 const DAY = 86_400_000;
@@ -41,19 +40,7 @@ const dateOf = (day: number) => new Date(START + day * DAY).toISOString().slice(
 
   it('reads every bucket of a week from the bucket index, wherever the week lies', async () => {
     for (const day of [3, 120, 240, 330, 350, 357]) {
-      const statements: Array<{ sql: string; params: unknown[] }> = [];
-      const db = new Proxy(t.db, {
-        get(target, prop, receiver) {
-          if (prop === 'query') {
-            return (sql: string, params?: unknown[], options?: QueryOptions) => {
-              statements.push({ sql, params: params ?? [] });
-              return target.query(sql, params, options);
-            };
-          }
-          const v = Reflect.get(target, prop, receiver);
-          return typeof v === 'function' ? v.bind(target) : v;
-        },
-      }) as Db;
+      const { db, calls: statements } = recordingDb(t.db);
       const r = await searchResources(db, system, [], 'Observation', { date: [`ge${dateOf(day)}`, `lt${dateOf(day + 7)}`] });
       expect(r.entries).toHaveLength(20);
       expect(statements).toHaveLength(1);
@@ -73,20 +60,9 @@ const dateOf = (day: number) => new Date(START + day * DAY).toISOString().slice(
       code: { text: 'old' },
       effectivePeriod: { start: '0900-01-03', end: '1800' },
     });
-    let text = '';
-    const db = new Proxy(t.db, {
-      get(target, prop, receiver) {
-        if (prop === 'query') {
-          return (sql: string, params?: unknown[], options?: QueryOptions) => {
-            text = sql;
-            return target.query(sql, params, options);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as Db;
+    const { db, calls } = recordingDb(t.db);
     const r = await searchResources(db, system, [], 'Observation', { date: ['ge0900-01-01', 'lt0900-01-08'] });
+    const text = calls.at(-1)?.sql ?? '';
     expect(r.entries.map((e) => e.resource.id)).toEqual([old.id]);
     expect(text).toContain('x.span = 8 AND');
     expect(text).toContain('x.span = 9 AND');

@@ -11,13 +11,12 @@ import type { RequestContext } from '@tic/fhir';
 import { DATE_HULL_GRP } from './indexer.ts';
 import { dateBucketSql, migrate, migrations } from './migrations.ts';
 import { dateBucket } from './search-sql.ts';
-import type { Db, QueryOptions } from './db.ts';
 import { PGliteDb } from './db.ts';
 import { Repository } from './repository.ts';
 import type { SearchOptions, SearchResult } from './search.ts';
 import { searchResources } from './search.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, recordingDb, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 type Q = Record<string, string | string[]>;
@@ -101,23 +100,11 @@ describe.each(testDatabaseKinds())('date range search on %s', (kind) => {
   }, 120_000);
 
   it('reads a window by bucket in one statement, and falls back when its first rows are filtered out', async () => {
-    const statements: string[] = [];
-    const db = new Proxy(t.db, {
-      get(target, prop, receiver) {
-        if (prop === 'query') {
-          return (sql: string, params?: unknown[], options?: QueryOptions) => {
-            statements.push(sql);
-            return target.query(sql, params, options);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    }) as Db;
+    const { db, calls } = recordingDb(t.db);
     const run = async (q: Q, options: SearchOptions = {}) => {
-      statements.length = 0;
+      calls.length = 0;
       const r = await searchResources(db, system, [], 'Observation', norm(q), { now: NOW, ...options });
-      return { ids: matchIds(r).sort(), statements: [...statements] };
+      return { ids: matchIds(r).sort(), statements: calls.map((c) => c.sql) };
     };
     const q = { date: ['ge2024-06-10', 'lt2024-06-12'], _count: '3' };
     const all = await reference('Observation', { date: q.date });

@@ -5,32 +5,13 @@
 // :iterate rounds to further queries. On PGlite and PostgreSQL.
 import type { Observation, Organization, Patient } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
-import type { Db } from './db.ts';
 import { Repository } from './repository.ts';
 import type { SearchOptions, SearchResult } from './search.ts';
 import { searchResources } from './search.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, recordingDb, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
-
-/** The database, counting the statements a search sends. */
-function counting(db: Db): { db: Db; count: () => number } {
-  let n = 0;
-  const proxy = new Proxy(db, {
-    get(target, prop, receiver) {
-      if (prop === 'query') {
-        return (sql: string, params?: unknown[]) => {
-          n++;
-          return target.query(sql, params);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-  return { db: proxy, count: () => n };
-}
 
 describe.each(testDatabaseKinds())('_include in the page statement on %s', (kind) => {
   let t: TestDatabase;
@@ -38,11 +19,11 @@ describe.each(testDatabaseKinds())('_include in the page statement on %s', (kind
   const observations: Observation[] = [];
   let panel: Observation;
   const search = async (type: string, q: Record<string, string>, options: SearchOptions = {}) => {
-    const c = counting(t.db);
+    const c = recordingDb(t.db);
     const query: Record<string, string[]> = {};
     for (const [k, v] of Object.entries(q)) query[k] = [v];
     const r = await searchResources(c.db, system, [], type, query, options);
-    return { r, statements: c.count() };
+    return { r, statements: c.calls.length };
   };
   const of = (r: SearchResult, mode: 'match' | 'include') => r.entries.filter((e) => e.mode === mode).map((e) => e.resource.id!);
 

@@ -5,13 +5,13 @@
 import type { Patient } from '@medplum/fhirtypes';
 import type { RequestContext } from '@tic/fhir';
 import pg from 'pg';
-import type { Db, QueryOptions } from './db.ts';
+import type { Db } from './db.ts';
 import { Repository } from './repository.ts';
 import { prefixRange } from './search-sql.ts';
 import type { SearchOptions } from './search.ts';
 import { searchResources } from './search.ts';
 import type { TestDatabase } from './testing.ts';
-import { openTestDatabase, testDatabaseKinds } from './testing.ts';
+import { openTestDatabase, recordingDb, testDatabaseKinds } from './testing.ts';
 
 const system: RequestContext = { system: true };
 
@@ -27,22 +27,6 @@ describe('prefixRange', () => {
 });
 
 /** The database, recording each statement's options. */
-function recording(db: Db): { db: Db; calls: Array<{ sql: string; options?: QueryOptions }> } {
-  const calls: Array<{ sql: string; options?: QueryOptions }> = [];
-  const proxy = new Proxy(db, {
-    get(target, prop, receiver) {
-      if (prop === 'query') {
-        return (sql: string, params?: unknown[], options?: QueryOptions) => {
-          calls.push({ sql, options });
-          return target.query(sql, params, options);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
-  return { db: proxy, calls };
-}
 
 describe.each(testDatabaseKinds())('prepared searches on %s', (kind) => {
   let t: TestDatabase;
@@ -75,7 +59,7 @@ describe.each(testDatabaseKinds())('prepared searches on %s', (kind) => {
   });
 
   it('prepares a driven page statement from its second use, an undriven one never', async () => {
-    const r = recording(t.db);
+    const r = recordingDb(t.db);
     // A shape of its own per database kind (the prepared set is per process).
     const shape: Record<string, string> = kind === 'postgres' ? { given: 'p' } : {};
     await names(r.db, { family: 'prepare-a', gender: 'female', ...shape });
@@ -83,7 +67,7 @@ describe.each(testDatabaseKinds())('prepared searches on %s', (kind) => {
     await names(r.db, { family: 'prepare-c', gender: 'other', ...shape });
     expect(r.calls.map((c) => c.options?.prepare === true)).toEqual([false, true, true]);
     expect(new Set(r.calls.map((c) => c.sql)).size).toBe(1);
-    const u = recording(t.db);
+    const u = recordingDb(t.db);
     for (let i = 0; i < 3; i++) await names(u.db, { family: `n${i}`, _sort: 'family' });
     expect(u.calls.length).toBe(3);
     expect(u.calls.every((c) => c.options?.prepare !== true)).toBe(true);
@@ -91,21 +75,21 @@ describe.each(testDatabaseKinds())('prepared searches on %s', (kind) => {
 
   it('prepares a gathered date window, never a one-sided range or the walk past the cap', async () => {
     const window = { birthdate: ['ge1952-01-01', kind === 'postgres' ? 'lt1956-01-01' : 'le1955-12-31'] };
-    const w = recording(t.db);
+    const w = recordingDb(t.db);
     for (let i = 0; i < 3; i++) expect(await names(w.db, window)).toEqual(['NGAT', 'Nga', 'Ngb', 'Zoë']);
     expect(w.calls.map((c) => c.options?.prepare === true)).toEqual([false, true, true]);
-    const walk = recording(t.db);
+    const walk = recordingDb(t.db);
     for (let i = 0; i < 3; i++) expect(await names(walk.db, window, { candidateCap: 1 })).toEqual(['NGAT', 'Nga', 'Ngb', 'Zoë']);
     // Gathered (capped), then walked: only the gathering statement is prepared.
     expect(walk.calls.map((c) => c.options?.prepare === true)).toEqual([false, false, true, false, true, false]);
-    const open = recording(t.db);
+    const open = recordingDb(t.db);
     for (let i = 0; i < 3; i++) expect(await names(open.db, { birthdate: kind === 'postgres' ? 'ge1958-01-01' : 'gt1957-12-31' })).toEqual(['zz', 'zz\u{10ffff}', 'zz\u{10ffff}a']);
     expect(open.calls.every((c) => c.options?.prepare !== true)).toBe(true);
   });
 
   it('reads only the prefix range of the name index in a generic plan', async () => {
     if (kind !== 'postgres') return;
-    const r = recording(t.db);
+    const r = recordingDb(t.db);
     await names(r.db, { family: 'ngat' });
     const text = r.calls[0].sql;
     const params = (await captureParams(t.db, { family: 'ngat' })).map((p) => pg.Client.prototype.escapeLiteral(String(p)));
@@ -125,20 +109,8 @@ describe.each(testDatabaseKinds())('prepared searches on %s', (kind) => {
 
   /** The parameters of a search's page statement. */
   async function captureParams(db: Db, q: Record<string, string>): Promise<unknown[]> {
-    let params: unknown[] = [];
-    const proxy = new Proxy(db, {
-      get(target, prop, receiver) {
-        if (prop === 'query') {
-          return (sql: string, p?: unknown[], options?: QueryOptions) => {
-            params = p ?? [];
-            return target.query(sql, p, options);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver);
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
-    await names(proxy, q);
-    return params;
+    const r = recordingDb(db);
+    await names(r.db, q);
+    return r.calls.at(-1)?.params ?? [];
   }
 });

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { OperationOutcomeError, statusForOutcome } from '@tic/fhir';
-import type { Db } from './db.ts';
+import type { Db, QueryOptions } from './db.ts';
 import { PGliteDb, PgDb } from './db.ts';
 import { migrate } from './migrations.ts';
 
@@ -71,4 +71,29 @@ export async function statusOf(p: Promise<unknown>): Promise<number> {
     if (e instanceof OperationOutcomeError) return statusForOutcome(e);
     throw e;
   }
+}
+
+/** A query sent through recordingDb. */
+export interface RecordedQuery {
+  sql: string;
+  params: unknown[];
+  options?: QueryOptions;
+}
+
+/** `db` with every query sent through it recorded in `calls`, in order, before it runs. */
+export function recordingDb(db: Db): { db: Db; calls: RecordedQuery[] } {
+  const calls: RecordedQuery[] = [];
+  const proxy = new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop === 'query') {
+        return (sql: string, params?: unknown[], options?: QueryOptions) => {
+          calls.push({ sql, params: params ?? [], ...(options ? { options } : {}) });
+          return target.query(sql, params, options);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  return { db: proxy, calls };
 }
