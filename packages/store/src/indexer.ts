@@ -316,6 +316,28 @@ export function referenceIndex(type: string, code: string): ReferenceIndex {
   return compiledParamsFor(type).find((p) => p.code === code)?.fromReferences ?? { codes: [code] };
 }
 
+const referenceRowCodes = new Map<string, string[]>();
+
+/**
+ * Every code the sp_reference rows of `type` are stored under: its reference parameters that have
+ * rows of their own (not the derived ones, referenceIndex) and the reference parts of composites
+ * stored as part rows (DocumentReference.relationship$0). For `_revinclude=Type:*`, which reads
+ * all of them: with the codes stated, sp_reference_target_updated_idx (resource_type, code,
+ * target_id, …) serves it (migration 29 dropped the (target_type, target_id, code) index).
+ */
+export function storedReferenceCodes(type: string): string[] {
+  let codes = referenceRowCodes.get(type);
+  if (!codes) {
+    codes = [];
+    for (const p of compiledParamsFor(type)) {
+      if (p.type === 'reference' && !p.fromReferences && !p.union) codes.push(p.code);
+      if (p.components && !p.fromBase) for (const c of p.components) if (c.type === 'reference') codes.push(c.code);
+    }
+    referenceRowCodes.set(type, codes);
+  }
+  return codes;
+}
+
 /** How a composite is searched from its components' own rows, or undefined (its own part rows). */
 export function compositeBranches(type: string, code: string): CompositeBranch[] | undefined {
   return compiledParamsFor(type).find((p) => p.code === code)?.fromBase;

@@ -111,4 +111,25 @@ describe.each(testDatabaseKinds())('_include in the page statement on %s', (kind
     const other = await search('Patient', { _id: patients[0].id!, _revinclude: 'Observation:subject:Group' });
     expect(of(other.r, 'include')).toEqual([]);
   });
+
+  it('_revinclude=Type:* reads every code Type stores references under, in the page statement and in :iterate rounds', async () => {
+    // Observation/3 and Observation/4 are referred to by the panel's has-member, Patient/i by Observation/i's subject.
+    const page = await search('Patient', { _id: patients[3].id!, _revinclude: 'Observation:*' });
+    expect(page.statements).toBe(1);
+    expect(of(page.r, 'include')).toEqual([observations[3].id]);
+    const members = await search('Observation', { _id: observations[4].id!, _revinclude: 'Observation:*' });
+    expect(of(members.r, 'include')).toEqual([panel.id]);
+    // With a target type: only references to it.
+    expect(of((await search('Patient', { _id: patients[3].id!, _revinclude: 'Observation:*:Patient' })).r, 'include')).toEqual([observations[3].id]);
+    expect(of((await search('Patient', { _id: patients[3].id!, _revinclude: 'Observation:*:Group' })).r, 'include')).toEqual([]);
+    // :iterate (further statements, search-include.ts specSql): the panel, from the Observation the
+    // page's Patient is referred to by; a third round finds nothing referring to the panel.
+    const it2 = await search('Patient', { _id: patients[4].id!, _revinclude: 'Observation:subject', '_revinclude:iterate': 'Observation:*' });
+    expect(it2.statements).toBe(3);
+    expect(of(it2.r, 'include')).toEqual([observations[4].id, panel.id]);
+    // A type that stores no reference rows (Practitioner has no reference parameter) includes nothing.
+    const none = await search('Patient', { _id: patients[3].id!, _revinclude: 'Practitioner:*', '_revinclude:iterate': 'Practitioner:*' });
+    expect(of(none.r, 'include')).toEqual([]);
+    expect(of(none.r, 'match')).toEqual([patients[3].id]);
+  });
 });

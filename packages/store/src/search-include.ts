@@ -5,6 +5,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { Db } from './db.ts';
 import type { IncludeSpec } from './search-query.ts';
 import type { SqlContext } from './search-sql.ts';
+import { storedReferenceCodes } from './indexer.ts';
 import { referenceCodeSql, Sql, visibilitySql } from './search-sql.ts';
 
 /** Most resources added by includes to one page (further ones are left out with a warning). */
@@ -20,6 +21,19 @@ function keysOf(resources: Resource[]): { types: string[]; ids: string[] } {
   return { types: resources.map((r) => r.resourceType), ids: resources.map((r) => r.id!) };
 }
 
+/**
+ * The code condition of a reverse spec over alias `x`: its parameter's rows (referenceCodeSql), or
+ * for `Type:*` every code `Type` stores sp_reference rows under, so that the look-up by target is
+ * served by sp_reference_target_updated_idx (resource_type, code, target_id, target_type, …): one
+ * descent per code and target. Undefined when `Type` stores no reference rows (nothing to find).
+ */
+function reverseCodeSql(sql: Sql, spec: IncludeSpec): string | undefined {
+  if (spec.code !== '*') return referenceCodeSql(sql, spec.sourceType, spec.code);
+  const codes = storedReferenceCodes(spec.sourceType);
+  if (codes.length === 0) return undefined;
+  return codes.length === 1 ? `x.code = ${sql.p(codes[0])}` : `x.code = ANY(${sql.p(codes)}::text[])`;
+}
+
 /** The key query of one spec applied to `frontier`, or undefined when it cannot apply. */
 function specSql(sql: Sql, spec: IncludeSpec, frontier: Resource[]): string | undefined {
   if (!spec.reverse) {
@@ -30,9 +44,10 @@ function specSql(sql: Sql, spec: IncludeSpec, frontier: Resource[]): string | un
     if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
     return `SELECT x.target_type AS t, x.target_id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
   }
+  const codes = reverseCodeSql(sql, spec);
+  if (!codes) return undefined;
   const { types, ids } = keysOf(frontier);
-  const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `(x.target_type, x.target_id) IN (SELECT * FROM unnest(${sql.p(types)}::text[], ${sql.p(ids)}::text[]))`];
-  if (spec.code !== '*') conds.push(referenceCodeSql(sql, spec.sourceType, spec.code));
+  const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, codes, `(x.target_type, x.target_id) IN (SELECT * FROM unnest(${sql.p(types)}::text[], ${sql.p(ids)}::text[]))`];
   if (spec.targetType) conds.push(`x.target_type = ${sql.p(spec.targetType)}`);
   return `SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`;
 }
@@ -55,8 +70,9 @@ export function firstIncludeRoundSql(sql: Sql, type: string, specs: IncludeSpec[
       parts.push(`SELECT x.target_type AS t, x.target_id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`);
     } else {
       if (spec.targetType && spec.targetType !== type) continue;
-      const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, `x.target_type = ${sql.p(type)}`, `x.target_id IN (${ids()})`];
-      if (spec.code !== '*') conds.push(referenceCodeSql(sql, spec.sourceType, spec.code));
+      const codes = reverseCodeSql(sql, spec);
+      if (!codes) continue;
+      const conds = [`x.resource_type = ${sql.p(spec.sourceType)}`, codes, `x.target_type = ${sql.p(type)}`, `x.target_id IN (${ids()})`];
       parts.push(`SELECT x.resource_type AS t, x.id AS i FROM sp_reference x WHERE ${conds.join(' AND ')}`);
     }
   }
