@@ -338,6 +338,17 @@ ANALYZE resource_version;
     // server built without lz4 (PGlite) keeps pglz.
     sql: whereLz4(['ALTER TABLE resource ALTER COLUMN content SET COMPRESSION lz4;', 'ALTER TABLE resource_version ALTER COLUMN content SET COMPRESSION lz4;']),
   },
+  {
+    version: 29,
+    name: 'search: no sp_reference (target_type, target_id, code) index',
+    // Every statement that looks up sp_reference rows by their target also states the source
+    // resource_type and code (filters, drivers, _has, _revinclude, Repository.referring, the
+    // referral worker's Consents; _revinclude=Type:* the codes Type stores rows under,
+    // indexer.ts storedReferenceCodes), so sp_reference_target_updated_idx (resource_type, code,
+    // target_id, target_type, …) serves them. Every reference row written paid a third btree entry
+    // for it: ~67 per scored intake (docs/decisions/0010, docs/benchmarks.md).
+    sql: `DROP INDEX IF EXISTS sp_reference_search_1_idx;`,
+  },
 ];
 
 /** Re-indexes the stored resources of every type whose indexing planDerived changed (migration 11). */
