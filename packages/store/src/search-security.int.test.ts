@@ -26,6 +26,16 @@ describe.each(testDatabaseKinds())('_security search on %s', (kind) => {
   const repo = (ctx: RequestContext = system) => new Repository(t.db, ctx, { modules: [] });
   const page = (type: string, q: Q, ctx: RequestContext = system): Promise<SearchResult> => searchResources(t.db, ctx, [], type, norm(q));
   const matchIds = (r: SearchResult) => r.entries.filter((e) => e.mode === 'match').map((e) => e.resource.id!);
+  /** The match ids of every page, following nextCursor from the first. */
+  const allPages = async (type: string, q: Q): Promise<string[]> => {
+    let r = await page(type, q);
+    const got = matchIds(r);
+    while (r.nextCursor) {
+      r = await page(type, { ...q, _cursor: r.nextCursor });
+      got.push(...matchIds(r));
+    }
+    return got;
+  };
   const ids = async (type: string, q: Q, ctx: RequestContext = system): Promise<string[]> => matchIds(await page(type, q, ctx)).sort();
   const set = (...rs: Resource[]) => rs.map((r) => r.id!).sort();
 
@@ -180,14 +190,7 @@ describe.each(testDatabaseKinds())('_security search on %s', (kind) => {
     for (const sort of ['_lastUpdated', '-_lastUpdated']) {
       const expected = sort === '_lastUpdated' ? byUpdated : [...byUpdated].reverse();
       const q = { '_security:missing': 'false', _sort: sort, _count: '3' };
-      const got: string[] = [];
-      let r = await page('Observation', q);
-      got.push(...matchIds(r));
-      while (r.nextCursor) {
-        r = await page('Observation', { ...q, _cursor: r.nextCursor });
-        got.push(...matchIds(r));
-      }
-      expect(got).toEqual(expected);
+      expect(await allPages('Observation', q)).toEqual(expected);
       const back = await page('Observation', { ...q, _offset: '3' });
       expect(matchIds(back)).toEqual(expected.slice(3, 6));
       expect(back.hasMore).toBe(true);
@@ -195,13 +198,7 @@ describe.each(testDatabaseKinds())('_security search on %s', (kind) => {
       expect(matchIds(last)).toEqual(expected.slice(9));
       expect(last.hasMore).toBe(false);
     }
-    const rPages: string[] = [];
-    let r = await page('Observation', { _security: 'R', _count: '1' });
-    rPages.push(...matchIds(r));
-    while (r.nextCursor) {
-      r = await page('Observation', { _security: 'R', _count: '1', _cursor: r.nextCursor });
-      rPages.push(...matchIds(r));
-    }
+    const rPages = await allPages('Observation', { _security: 'R', _count: '1' });
     expect(rPages).toEqual(byUpdated.filter((id) => [oRBH, oRNoSystem, oROther, aR].some((o) => o.id === id)));
     // A cursor walked back.
     const p1 = await page('Observation', { _security: `${CONF}|`, _count: '2' });
@@ -231,14 +228,7 @@ describe.each(testDatabaseKinds())('_security search on %s', (kind) => {
         })
         .map((o) => o.id);
       const q = { _sort: desc ? '-_security' : '_security', _count: '4' };
-      const got: string[] = [];
-      let r = await page('Observation', q);
-      got.push(...matchIds(r));
-      while (r.nextCursor) {
-        r = await page('Observation', { ...q, _cursor: r.nextCursor });
-        got.push(...matchIds(r));
-      }
-      expect(got).toEqual(expected);
+      expect(await allPages('Observation', q)).toEqual(expected);
       expect(matchIds(await page('Observation', { ...q, _offset: '4' }))).toEqual(expected.slice(4, 8));
     }
   });
