@@ -3,7 +3,7 @@
 // one event listing every resource written; a transaction Bundle is one event per patient; a batch
 // Bundle's entries of one patient meet in one event. Every written resource is still found by
 // `AuditEvent?entity=` and by `patient`; nothing of a request that failed is in the trail.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
@@ -19,14 +19,18 @@ let auditor: Fhir;
 let auditorClient: TestClient;
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tic-audit-request-'));
+  dir = mkdtempSync(join(tmpdir(), 'tic-audit-request-'));
   const file = join(dir, 'screening.json');
   writeFileSync(file, JSON.stringify({ defaults: { protocols: [{ questionnaire: '*', on: ['positive'], task: { dueWithinHours: 72 } }] } }));
   t = await createTestApi({ env: { SCREENING_CONFIG_FILE: file } });
   auditorClient = await t.client('auditor');
   auditor = fhir(t, auditorClient);
 }, 120_000);
-afterAll(async () => t?.close());
+let dir: string | undefined;
+afterAll(async () => {
+  await t?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 const HISTORY = /\/_history\/\d+$/;
 const unversioned = (ref: string | undefined) => ref?.replace(HISTORY, '');

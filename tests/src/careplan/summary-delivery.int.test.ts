@@ -5,7 +5,7 @@
 // address, token URL discovered from B's smart-configuration), the same path referral delivery
 // takes. org-c is in the care team but its (static) target is a closed port; org-d is not in the team.
 // Runs on PostgreSQL only (graphile-worker); on PGlite the operation answers 422.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,9 +84,10 @@ pg('$send-summary between two servers', () => {
   const record = async (id: string) => (await aa.get(`Communication/${id}`)).body as Communication;
   const send = async (org: string, client = aa) => client.post(`CarePlan/${plan.id}/$send-summary`, recipient(org));
 
+  let dir: string | undefined;
   beforeAll(async () => {
     portB = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'tic-summary-'));
+    dir = mkdtempSync(join(tmpdir(), 'tic-summary-'));
     const { clientsFile, privateJwk: priv } = senderClientOnReceiver(dir);
 
     A = await createTestApi({ kind: 'postgres', modules: [careplanModule({ delivery: { maxAttempts: 3 } })], publicUrl: publicA });
@@ -150,6 +151,7 @@ pg('$send-summary between two servers', () => {
     if (serverB?.listening) await stopB();
     await A?.close();
     await B?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('delivers the document to the recipient\'s server once; sending it again stores nothing new', async () => {

@@ -7,7 +7,7 @@
 // again and B still holds exactly one copy (conditional creates on business identifiers).
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -64,9 +64,10 @@ pg('the worker process and directory-based delivery with SMART Backend Services'
   let transactions = 0;
   let heldAnswered = 0;
 
+  let dir: string | undefined;
   beforeAll(async () => {
     portB = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'tic-worker-'));
+    dir = mkdtempSync(join(tmpdir(), 'tic-worker-'));
     const { clientsFile, privateJwk: priv } = senderClientOnReceiver(dir);
     const jwkFile = join(dir, 'a-on-b.jwk.json');
     writeFileSync(jwkFile, JSON.stringify(priv));
@@ -148,6 +149,7 @@ pg('the worker process and directory-based delivery with SMART Backend Services'
     }
     await A?.close();
     await B?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   function startWorkerProcess(): ChildProcess {

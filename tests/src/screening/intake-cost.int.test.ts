@@ -1,7 +1,7 @@
 // What one scored intake costs the database: the SQL statements (each one round trip) a PCL-5
 // response POSTed alone sends, counted at the pg driver, and the rows it stores. PostgreSQL only
 // (the count is of pg client queries).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Observation, Patient, Questionnaire, QuestionnaireResponse, Task } from '@medplum/fhirtypes';
@@ -18,11 +18,13 @@ const run = process.env.DATABASE_URL ? describe : describe.skip;
 run('scored intake: statements per response', () => {
   let t: TestApi;
   let s: Fhir;
+  let dir: string | undefined;
   const counter = countStatements();
   const statements = counter.statements;
   beforeAll(async () => {
     // A protocol for positive screens: a follow-up Task and a health-concern Condition.
-    const file = join(mkdtempSync(join(tmpdir(), 'tic-intake-cost-')), 'screening.json');
+    dir = mkdtempSync(join(tmpdir(), 'tic-intake-cost-'));
+    const file = join(dir, 'screening.json');
     writeFileSync(file, JSON.stringify({ defaults: { protocols: [{ questionnaire: '*', on: ['positive'], task: { dueWithinHours: 72 }, condition: {} }] } }));
     t = await createTestApi({ kind: 'postgres', env: { SCREENING_CONFIG_FILE: file } });
     s = fhir(t, await t.client('sensitive'));
@@ -31,6 +33,7 @@ run('scored intake: statements per response', () => {
   afterAll(async () => {
     counter.restore();
     await t?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('a PCL-5 response with 21 Observations takes 6 statements, not one per Observation, and no validation once its shape passed', async () => {

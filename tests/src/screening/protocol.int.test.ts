@@ -5,7 +5,7 @@
 //
 // Reads of screening data (labelled R + BH) go through the `sensitive` client (org-sensitive);
 // what org-a (no `sensitive` flag) stored is checked as the server (systemRepository).
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bundle, Condition, Observation, Patient, Questionnaire, QuestionnaireResponse, Resource, Task } from '@medplum/fhirtypes';
@@ -39,7 +39,7 @@ let b: Fhir; // org-b (defaults)
 let qs: Record<InstrumentId, Questionnaire>;
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tic-screening-'));
+  dir = mkdtempSync(join(tmpdir(), 'tic-screening-'));
   const file = join(dir, 'screening.json');
   writeFileSync(file, JSON.stringify(config));
   t = await createTestApi({ env: { SCREENING_CONFIG_FILE: file } });
@@ -48,7 +48,11 @@ beforeAll(async () => {
   b = fhir(t, await t.client('b'));
   qs = await fetchQuestionnaires(s);
 }, 120_000);
-afterAll(async () => t?.close());
+let dir: string | undefined;
+afterAll(async () => {
+  await t?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
 
 const system = () => t.api.systemRepository();
 
