@@ -53,7 +53,18 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
   // Each app its own audit journal directory: a journal left behind is shipped by the next app that
   // starts on the directory, and another test's belongs to another test's database.
   const journalDir = mkdtempSync(join(tmpdir(), 'tic-test-journal-'));
-  const config = loadConfig({ PUBLIC_URL: publicUrl, DATA_DIR: `/tmp/tic-test-${process.pid}`, AUDIT_JOURNAL_DIR: journalDir, DEMO_DATA: 'false', LOG_LEVEL: 'silent', ...options.env });
+  // Each app its own data directory too (the development client and the server's signing key are
+  // written there), removed on close. A DATA_DIR the caller passes in is the caller's to keep, e.g. to
+  // start another app on the same data; it is neither replaced nor removed.
+  const ownDataDir = options.env?.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'tic-test-data-')) : undefined;
+  const config = loadConfig({
+    PUBLIC_URL: publicUrl,
+    ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}),
+    AUDIT_JOURNAL_DIR: journalDir,
+    DEMO_DATA: 'false',
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  });
   // Keys are registered up front; createApi validates the registry once.
   const pending = new Map<string, { registration: ClientRegistration; jwk: JWK }>();
   const names = ['a', 'b', 'c', 'auditor', 'sensitive', 'narrow', 'd', 'e'];
@@ -90,9 +101,15 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
       return { clientId: p.registration.clientId, organization: p.registration.organization, token, auth: `Bearer ${token}` };
     },
     async close() {
-      await api.close();
-      await db.drop();
-      rmSync(journalDir, { recursive: true, force: true });
+      try {
+        await api.close();
+        await db.drop();
+      } finally {
+        // Only now: api.close() has stopped the audit queue and closed its journal, so nothing of
+        // this app writes into these directories any more.
+        rmSync(journalDir, { recursive: true, force: true });
+        if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
+      }
     },
   };
 }

@@ -7,6 +7,9 @@
 // see it: the organisation's EHR here is the `sensitive` client (Organization/org-sensitive).
 // Client `a` (org-a, no `sensitive` flag) may submit but cannot read back.
 import type { Bundle, Observation, Parameters, Patient, Questionnaire, QuestionnaireResponse } from '@medplum/fhirtypes';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { createTestApi } from '@tic/api/testing';
 import type { TestApi } from '@tic/api/testing';
@@ -90,10 +93,17 @@ describe('instruments are seeded once and searchable', () => {
   });
 
   it('a second API started on the same database does not duplicate them', async () => {
-    const config = loadConfig({ PUBLIC_URL: t.publicUrl, DATA_DIR: `/tmp/tic-test-${process.pid}`, DEMO_DATA: 'false', LOG_LEVEL: 'silent' });
+    // Same database, its own data directory (and so audit journal, <dataDir>/audit-journal), removed
+    // once the second API has stopped and closed its journal.
+    const dataDir = mkdtempSync(join(tmpdir(), 'tic-test-data-'));
+    const config = loadConfig({ PUBLIC_URL: t.publicUrl, DATA_DIR: dataDir, DEMO_DATA: 'false', LOG_LEVEL: 'silent' });
     const before = await countData(t);
-    const second = await createApi({ config, db: t.db.db, logger: pino({ level: 'silent' }) });
-    await second.close();
+    try {
+      const second = await createApi({ config, db: t.db.db, logger: pino({ level: 'silent' }) });
+      await second.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
     expect((await countData(t)).resources).toBe(before.resources);
     for (const id of INSTRUMENTS) {
       const found = await ok<Bundle>(await s.get(`Questionnaire?url=${encodeURIComponent(`${BASE}/Questionnaire/${id}`)}&version=1.0.0`));
