@@ -19,7 +19,8 @@ import { measure } from './measure.ts';
 import { cpuPerRequest, sampleCpu } from './cpu.ts';
 import type { CpuSample } from './cpu.ts';
 import { readOptions } from './options.ts';
-import { cpuSeconds, cpuSince, postgresCpuSnapshot, threadCpuSeconds } from './cpu.ts';
+import { compareReadAudit } from './audit-comparison.ts';
+import type { Side } from './audit-comparison.ts';
 import { startApi, stopAll } from './processes.ts';
 import type { Child } from './processes.ts';
 import { formatSummary, summarize } from './profile.ts';
@@ -220,123 +221,71 @@ async function main(): Promise<void> {
       if (cpu) log(`  CPU per request: API ${cpu.apiMs.toFixed(2)} ms, PostgreSQL ${cpu.postgresMs.toFixed(2)} ms, other ${cpu.otherCores.toFixed(2)} cores; audit rows ${queued.rows[0]?.rows ?? 0} (${queued.rows[0]?.n ?? 0} records), built in ${Math.round(deferredMs)} ms`);
     }
 
-    // The read audit's cost: the same read scenario against two APIs on the same database, one
-    // auditing reads and one not (AUDIT_READS=off, refused in production). Issue 4: ≤ 10 %. The two
-    // are measured in alternating windows (A B B A A B B A), so a change in the machine's load
-    // during the run falls on both alike. Both are started for the comparison, the same way, and
-    // the scenarios' API is stopped first: measured against the API that had run the scenarios
-    // (its JIT and heap shaped by them, and idle, so building AuditEvents in the background during
-    // the windows), an API that audited nothing either read 4.6 % slower than a fresh one (control,
-    // 2026-11-26 session 5). BENCH_COMPARISON_AUDITED=main compares against the scenarios' API as before.
+    // The read audit's cost (issue 4: ≤ 10 %): the read scenario against an API that audits reads and
+    // one that does not, loaded side by side (audit-comparison.ts says why). The scenarios' API is
+    // stopped first; both are started for the comparison.
     const readScenario = all.find((s) => s.name === 'read');
-    const audited = results.find((r) => r.name === 'read');
-    if (readScenario && audited && process.env.BENCH_AUDIT_COMPARISON !== 'off') {
-      log('scenario: read, audited vs not audited, alternating windows (comparison)');
-      const reuseMain = process.env.BENCH_COMPARISON_AUDITED === 'main';
-      if (!reuseMain && api) {
+    if (readScenario && results.some((r) => r.name === 'read') && process.env.BENCH_AUDIT_COMPARISON !== 'off') {
+      log('scenario: read, audited vs not audited, side by side (comparison)');
+      if (api) {
         measuringTo = Date.now();
         const output = api.output();
         await api.stop();
         if (api.process.exitCode && api.process.exitCode !== 0) log(`API exited with ${api.process.exitCode}:\n${output}`);
         api = undefined;
       }
-      const plain = await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, cpuProfDir: options.cpuProfDir, env: { AUDIT_READS: process.env.BENCH_PLAIN_AUDIT_READS ?? 'off' } });
-      const auditedApi = reuseMain ? server : await startApi({ databaseUrl: database.url, clientsFile: client.clientsFile, cpuProfDir: options.cpuProfDir });
-      const auditedBase = `${auditedApi.url}/fhir`;
-      try {
-        const targets = { audited: { url: auditedApi.url, requests: readScenario.requests(await client.token(auditedApi.url)) }, plain: { url: plain.url, requests: readScenario.requests(await client.token(plain.url)) } };
-        const windowSeconds = Math.max(2, Math.round(options.durationSeconds / 4));
-        const sums = { audited: { ok: 0, seconds: 0, p50: [] as number[], p99: [] as number[], errors: 0, requests: 0 }, plain: { ok: 0, seconds: 0, p50: [] as number[], p99: [] as number[], errors: 0, requests: 0 } };
-        const rounds: string[] = [];
-        // The AuditEvents of the audited reads are built while the API has time to spare (decision
-        // 0005): before each window the audited API is made to build all of them (reading
-        // AuditEvent drains the log first), so no window carries another's audit work, and the
-        // time that takes is the deferred part of the audit's cost.
-        const settleToken = await client.token(auditedApi.url);
-        const settled = { ms: 0, reads: 0, queued: 0 };
-        const settle = async (reads: number) => {
-          const queued = await counter.query<{ n: string | null }>('SELECT sum(records) AS n FROM audit_queue');
-          settled.queued += Number(queued.rows[0]?.n ?? 0);
-          settled.ms += await buildAuditEvents(auditedBase, settleToken);
-          settled.reads += reads;
-        };
-        await settle(0);
-        settled.ms = 0;
-        settled.queued = 0;
-        // Each window starts after an unmeasured warm-up on its own API: building the AuditEvents
-        // (settle) evicts resource pages from PostgreSQL's shared buffers, and without the warm-up
-        // whichever window came next paid for re-reading them (25-35 % fewer reads/s at 100,000
-        // resources, falling on A or B by the order alone).
-        const pids = { audited: auditedApi.process.pid!, plain: plain.process.pid! };
-        const databaseName = new URL(database.url).pathname.slice(1);
-        const cpu = { audited: { api: 0, pg: 0, requests: 0 }, plain: { api: 0, pg: 0, requests: 0 } };
-        const threads = { audited: new Map<string, number>(), plain: new Map<string, number>() };
-        for (const which of ['audited', 'plain', 'plain', 'audited', 'audited', 'plain', 'plain', 'audited'] as const) {
-          let start = { api: 0, pg: new Map<number, number>(), threads: new Map<string, number>() };
-          const m = await measure(which, {
-            url: targets[which].url,
-            ...run,
-            warmupSeconds: Math.min(2, run.warmupSeconds || 2),
-            seconds: windowSeconds,
-            requests: targets[which].requests,
-            beforeMeasure: async () => {
-              start = { api: cpuSeconds(pids[which]), pg: postgresCpuSnapshot([databaseName]), threads: threadCpuSeconds(pids[which]) };
-            },
-          });
-          cpu[which].api += cpuSeconds(pids[which]) - start.api;
-          cpu[which].pg += cpuSince(start.pg, postgresCpuSnapshot([databaseName]));
-          cpu[which].requests += m.requests;
-          for (const [name, seconds] of threadCpuSeconds(pids[which])) threads[which].set(name, (threads[which].get(name) ?? 0) + seconds - (start.threads.get(name) ?? 0));
-          if (which === 'audited') await settle(m.requests);
-          const sum = sums[which];
-          sum.ok += m.rps * m.seconds;
-          sum.seconds += m.seconds;
-          sum.p50.push(m.p50);
-          sum.p99.push(m.p99);
-          sum.errors += m.errors;
-          sum.requests += m.requests;
-          rounds.push(`${which === 'audited' ? 'A' : 'B'} ${Math.round(m.rps)}`);
-        }
-        const rps = (k: 'audited' | 'plain') => (sums[k].seconds > 0 ? sums[k].ok / sums[k].seconds : 0);
-        const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-        const pair = (k: 'audited' | 'plain', name: string, description: string): ApiResult => ({
-          name,
-          rps: rps(k),
-          p50: median(sums[k].p50),
-          p99: median(sums[k].p99),
-          errors: sums[k].errors,
-          requests: sums[k].requests,
-          seconds: sums[k].seconds,
-          load: loadNow(),
-          kind: readScenario.kind,
-          rowsPerRequest: readScenario.rowsPerRequest,
-          description,
-          versionsPerRequest: 0,
-          auditEventsPerRequest: 0,
-        });
-        results.push(pair('audited', 'read, audited (alternating windows)', 'the read scenario, audited, in the alternating comparison'));
-        results.push(pair('plain', 'read, not audited (alternating windows)', 'the read scenario on an API started with AUDIT_READS=off, in the alternating comparison'));
-        const overhead = rps('plain') > 0 ? (1 - rps('audited') / rps('plain')) * 100 : 0;
-        notes.push(
-          `Read audit cost, alternating ${windowSeconds} s windows (A audited, B not): ${Math.round(rps('audited'))}/s vs ${Math.round(rps('plain'))}/s = ${overhead.toFixed(1)} % slower (target ≤ 10 %); windows ${rounds.join(', ')}; median p99 ${median(sums.audited.p99)} vs ${median(sums.plain.p99)} ms.`,
-        );
-        log(`  audited ${Math.round(rps('audited'))}/s vs ${Math.round(rps('plain'))}/s not audited: audit costs ${overhead.toFixed(1)} % (${rounds.join(', ')})`);
-        const perRequest = (k: 'audited' | 'plain', part: 'api' | 'pg') => (cpu[k].requests > 0 ? (cpu[k][part] * 1e6) / cpu[k].requests : 0);
-        const cpuNote = `CPU per read in the windows (from /proc): API ${perRequest('audited', 'api').toFixed(0)} µs audited vs ${perRequest('plain', 'api').toFixed(0)} µs not; PostgreSQL (this database's backends and the server's own processes) ${perRequest('audited', 'pg').toFixed(0)} vs ${perRequest('plain', 'pg').toFixed(0)} µs; in all ${(perRequest('audited', 'api') + perRequest('audited', 'pg')).toFixed(0)} vs ${(perRequest('plain', 'api') + perRequest('plain', 'pg')).toFixed(0)} µs = ${((1 - (perRequest('plain', 'api') + perRequest('plain', 'pg')) / Math.max(1, perRequest('audited', 'api') + perRequest('audited', 'pg'))) * 100).toFixed(1)} % of an audited read's CPU is the audit's.`;
-        const byThread = (k: 'audited' | 'plain') =>
-          [...threads[k]].filter(([, s]) => s > 0).map(([name, s]) => `${name} ${((s * 1e6) / Math.max(1, cpu[k].requests)).toFixed(1)}`).join(', ');
-        notes.push(`${cpuNote} By API thread, µs per read: audited ${byThread('audited')}; not audited ${byThread('plain')}.`);
-        log(`  ${cpuNote}`);
-        log(`  by thread, µs per read: audited ${byThread('audited')}; not audited ${byThread('plain')}`);
-        const perRead = settled.reads > 0 ? (settled.ms * 1000) / settled.reads : 0;
-        notes.push(
-          `Deferred audit work: building the AuditEvents of the audited windows' ${settled.reads.toLocaleString('en')} reads afterwards took ${Math.round(settled.ms).toLocaleString('en')} ms in all (${perRead.toFixed(0)} µs of wall time per read, API and PostgreSQL together; at ${Math.round(rps('audited')).toLocaleString('en')} reads/s sustained without pause that work would need ${((perRead * rps('audited')) / 1e4).toFixed(0)} % of one core).`,
-        );
-        log(`  AuditEvents for ${settled.reads} reads built afterwards in ${Math.round(settled.ms)} ms (${perRead.toFixed(0)} µs per read; ${settled.queued} records were queued at the windows' ends)`);
-      } finally {
-        await plain.stop();
-        if (auditedApi !== server) await auditedApi.stop();
-      }
+      const rounds = Math.max(1, Number(process.env.BENCH_AUDIT_ROUNDS ?? 6));
+      const c = await compareReadAudit({
+        databaseUrl: database.url,
+        clientsFile: client.clientsFile,
+        cpuProfDir: options.cpuProfDir,
+        connections: options.connections,
+        seconds: Math.max(2, Math.round(options.durationSeconds / 2)),
+        rounds,
+        warmupSeconds: Math.min(2, run.warmupSeconds || 2),
+        requests: readScenario.requests,
+        token: (url) => client.token(url),
+        counter,
+        log,
+      });
+      const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+      const row = (side: Side, name: string, description: string): ApiResult => ({
+        name,
+        rps: side.rps,
+        p50: median(side.p50s),
+        p99: median(side.p99s),
+        errors: side.errors,
+        requests: side.requests,
+        seconds: side.seconds,
+        load: loadNow(),
+        kind: readScenario.kind,
+        rowsPerRequest: readScenario.rowsPerRequest,
+        description,
+        versionsPerRequest: 0,
+        auditEventsPerRequest: 0,
+      });
+      results.push(row(c.audited, 'read, audited (side by side)', `the read scenario, audited, ${options.connections / 2} connections, loaded at the same time as the API that does not audit`));
+      results.push(row(c.plain, 'read, not audited (side by side)', `the read scenario on an API started with AUDIT_READS=off, ${options.connections / 2} connections, loaded at the same time as the audited one`));
+      const overhead = c.plain.rps > 0 ? (1 - c.audited.rps / c.plain.rps) * 100 : 0;
+      const perRound = c.rounds.map((r) => `${Math.round(r.audited)} vs ${Math.round(r.plain)} (${((1 - r.audited / r.plain) * 100).toFixed(1)} %)`).join(', ');
+      const windowSeconds = c.audited.seconds / rounds;
+      notes.push(
+        `Read audit cost, both APIs loaded at the same time (${options.connections / 2} connections each, ${rounds} rounds of ${windowSeconds.toFixed(0)} s): ${Math.round(c.audited.rps)}/s audited vs ${Math.round(c.plain.rps)}/s not = ${overhead.toFixed(1)} % slower (target ≤ 10 %); by round ${perRound}; median p99 ${median(c.audited.p99s)} vs ${median(c.plain.p99s)} ms.`,
+      );
+      log(`  audited ${Math.round(c.audited.rps)}/s vs ${Math.round(c.plain.rps)}/s not audited: audit costs ${overhead.toFixed(1)} % (${perRound})`);
+      const us = (seconds: number, side: Side) => (side.requests > 0 ? (seconds * 1e6) / side.requests : 0);
+      const all = (side: Side) => us(side.apiCpu, side) + us(side.pgCpu, side);
+      const cpuNote = `CPU per read in the rounds (from /proc): API ${us(c.audited.apiCpu, c.audited).toFixed(0)} µs audited vs ${us(c.plain.apiCpu, c.plain).toFixed(0)} µs not; its PostgreSQL backends ${us(c.audited.pgCpu, c.audited).toFixed(0)} vs ${us(c.plain.pgCpu, c.plain).toFixed(0)} µs; in all ${all(c.audited).toFixed(0)} vs ${all(c.plain).toFixed(0)} µs = ${((1 - all(c.plain) / Math.max(1, all(c.audited))) * 100).toFixed(1)} % of an audited read's CPU is the audit's (PostgreSQL's own processes, shared: ${((c.pgShared * 1e6) / Math.max(1, c.audited.requests + c.plain.requests)).toFixed(0)} µs per read of either).`;
+      const byThread = (side: Side) =>
+        [...side.threads].filter(([, s]) => s > 0).map(([name, s]) => `${name} ${us(s, side).toFixed(1)}`).join(', ');
+      notes.push(`${cpuNote} By API thread, µs per read: audited ${byThread(c.audited)}; not audited ${byThread(c.plain)}.`);
+      log(`  ${cpuNote}`);
+      log(`  by thread, µs per read: audited ${byThread(c.audited)}; not audited ${byThread(c.plain)}`);
+      const perRead = c.deferred.reads > 0 ? (c.deferred.ms * 1000) / c.deferred.reads : 0;
+      notes.push(
+        `Deferred audit work: building the AuditEvents of the audited API's ${c.deferred.reads.toLocaleString('en')} measured reads afterwards took ${Math.round(c.deferred.ms).toLocaleString('en')} ms in all (of which ${Math.round(c.deferred.checkpointMs).toLocaleString('en')} ms writing out the pages it dirtied: a CHECKPOINT; ${perRead.toFixed(0)} µs of wall time per read, API and PostgreSQL together; at ${Math.round(c.audited.rps).toLocaleString('en')} reads/s sustained without pause that work would need ${((perRead * c.audited.rps) / 1e4).toFixed(0)} % of one core).`,
+      );
+      log(`  AuditEvents for ${c.deferred.reads} reads built afterwards in ${Math.round(c.deferred.ms)} ms (checkpoints ${Math.round(c.deferred.checkpointMs)} ms; ${perRead.toFixed(0)} µs per read)`);
     }
 
     await counter.end();
