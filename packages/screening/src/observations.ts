@@ -1,5 +1,13 @@
 // Builds the Observations of a scored QuestionnaireResponse (SDC observation-based extraction):
 // one per answered item marked observationExtract, one per score. Pure: nothing is stored here.
+//
+// The extension's value (SDC 4.0.0, the observation-extract-relationship codes): `true` or
+// `independent`, an Observation of its own; `component`, a component of the Observation of the
+// nearest enclosing item that is extracted (a group item with a code becomes such a panel
+// Observation, written only when it has components), or, with none enclosing it, an Observation of
+// its own; `member` and `derived` (an Observation of its own that the parent refers to, or that
+// refers to the parent) are refused with 422 not-supported before anything is written, rather than
+// extracted without the relationship the Questionnaire asks for.
 import type {
   CodeableConcept,
   Coding,
@@ -9,6 +17,7 @@ import type {
   Questionnaire,
   QuestionnaireItem,
   QuestionnaireResponse,
+  QuestionnaireResponseItem,
   Reference,
   Resource,
 } from '@medplum/fhirtypes';
@@ -23,9 +32,10 @@ import {
   OBSERVATION_INTERPRETATION,
   SCREENING_CODES,
 } from './constants.ts';
+import { issuesError } from '@tic/fhir';
 import { derivedIdentifier, responseKey } from './identifiers.ts';
 import type { Answer } from './items.ts';
-import { isDeclined, questionnaireItemsByLinkId, responseItems } from './items.ts';
+import { isDeclined, questionnaireItemsByLinkId } from './items.ts';
 import type { Interpretation, ScoreResult } from './score-response.ts';
 
 export const SECURITY_LABELS: Coding[] = [
@@ -68,9 +78,29 @@ function answerValue(answer: Answer): Partial<Observation> | undefined {
   return undefined;
 }
 
-function extracts(item: QuestionnaireItem): boolean {
+/** How an item is extracted (SDC 4.0.0 observation-extract-relationship, `true` as `independent`); undefined: not at all. */
+type ExtractMode = 'independent' | 'component' | 'member' | 'derived';
+
+function extractMode(item: QuestionnaireItem): ExtractMode | undefined {
   const ext = item.extension?.find((e) => e.url === OBSERVATION_EXTRACT);
-  return ext?.valueBoolean === true || (ext?.valueCode !== undefined && ext.valueCode !== 'false');
+  if (!ext) return undefined;
+  if (ext.valueBoolean !== undefined) return ext.valueBoolean ? 'independent' : undefined;
+  const code = ext.valueCode;
+  return code === 'independent' || code === 'component' || code === 'member' || code === 'derived' ? code : undefined;
+}
+
+function notSupported(item: QuestionnaireItem, mode: ExtractMode): never {
+  throw issuesError(
+    [
+      {
+        severity: 'error',
+        code: 'not-supported',
+        diagnostics: `Questionnaire item ${item.linkId} asks for observation-based extraction with the relationship '${mode}', which this server does not implement (it extracts 'independent' items and 'component's); nothing was stored`,
+        expression: [`Questionnaire.item.where(linkId = '${item.linkId}')`],
+      },
+    ],
+    422,
+  );
 }
 
 function base(q: Questionnaire, qr: QuestionnaireResponse, key: string, part: string, item: QuestionnaireItem): Observation {
@@ -122,24 +152,62 @@ function scoreObservation(q: Questionnaire, qr: QuestionnaireResponse, key: stri
   return obs;
 }
 
-/** The Observations of a response: item Observations first, then one per score. */
+/**
+ * The Observations of a response: item Observations first (in the response's order; a panel
+ * Observation just before the items of its group that are Observations of their own), then one per
+ * score.
+ */
 export function buildObservations(q: Questionnaire, qr: QuestionnaireResponse, scores: ScoreResult[]): Observation[] {
   const key = responseKey(qr);
   if (!key) return [];
   const byLinkId = questionnaireItemsByLinkId(q);
   const scored = new Set(scores.map((s) => s.linkId));
   const out: Observation[] = [];
-  for (const rItem of responseItems(qr)) {
-    const qItem = byLinkId.get(rItem.linkId);
-    if (!qItem || scored.has(rItem.linkId) || !extracts(qItem) || !qItem.code?.length) continue;
-    (rItem.answer ?? []).forEach((answer, i) => {
-      if (isDeclined(answer)) return;
-      const value = answerValue(answer);
-      if (!value) return;
-      out.push({ ...base(q, qr, key, i === 0 ? rItem.linkId : `${rItem.linkId}.${i}`, qItem), ...value });
-    });
+  // `parent`: the Observation of the nearest enclosing item that is extracted, which `component`s join.
+  const walk = (items: QuestionnaireResponseItem[] | undefined, parent: Observation | undefined): void => {
+    for (const rItem of items ?? []) {
+      const qItem = byLinkId.get(rItem.linkId);
+      const mode = qItem && !scored.has(rItem.linkId) && qItem.code?.length ? extractMode(qItem) : undefined;
+      if (!qItem || !mode) {
+        walk(rItem.item, parent);
+        for (const answer of rItem.answer ?? []) walk(answer.item, parent);
+        continue;
+      }
+      if (mode === 'member' || mode === 'derived') notSupported(qItem, mode);
+      if (mode === 'component' && parent) {
+        for (const answer of rItem.answer ?? []) {
+          const value = isDeclined(answer) ? undefined : answerValue(answer);
+          if (value) (parent.component ??= []).push({ code: { coding: (qItem.code ?? []).map((c) => ({ ...c })), text: qItem.text }, ...value } as ObservationComponent);
+          walk(answer.item, parent);
+        }
+        walk(rItem.item, parent);
+        continue;
+      }
+      if (qItem.type === 'group') {
+        // A panel: written only if some item joins it as a component.
+        const panel = base(q, qr, key, rItem.linkId, qItem);
+        const at = out.length;
+        walk(rItem.item, panel);
+        if (panel.component?.length) out.splice(at, 0, panel);
+        continue;
+      }
+      (rItem.answer ?? []).forEach((answer, i) => {
+        const value = isDeclined(answer) ? undefined : answerValue(answer);
+        const obs = value ? { ...base(q, qr, key, i === 0 ? rItem.linkId : `${rItem.linkId}.${i}`, qItem), ...value } : undefined;
+        if (obs) out.push(obs);
+        walk(answer.item, obs ?? parent);
+      });
+      walk(rItem.item, parent);
+    }
+  };
+  walk(qr.item, undefined);
+  for (const s of scores) {
+    const mode = s.item.code?.length ? extractMode(s.item) : undefined;
+    if (!mode) continue;
+    // A score is its own Observation (the interpretation and cut-off are its components).
+    if (mode !== 'independent') notSupported(s.item, mode);
+    out.push(scoreObservation(q, qr, key, s));
   }
-  for (const s of scores) if (extracts(s.item) && s.item.code?.length) out.push(scoreObservation(q, qr, key, s));
   return out;
 }
 

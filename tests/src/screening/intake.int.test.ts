@@ -269,6 +269,62 @@ describe('invalid responses are refused with the item named, and nothing is stor
   });
 });
 
+describe('SDC 4.0.0 extraction relationships in a Questionnaire a client stores', () => {
+  const EXTRACT = 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observationExtract';
+  const testCode = (c: string) => [{ system: 'urn:tic-test:codes', code: c }];
+  async function storeQuestionnaire(childMode: string): Promise<string> {
+    const url = `urn:tic-test:questionnaire:${unique()}`;
+    const q: Questionnaire = {
+      resourceType: 'Questionnaire',
+      url,
+      status: 'active',
+      title: 'Relationship test',
+      item: [
+        {
+          linkId: 'panel',
+          type: 'group',
+          text: 'Panel',
+          code: testCode('panel'),
+          extension: [{ url: EXTRACT, valueBoolean: true }],
+          item: ['a', 'b'].map((linkId) => ({ linkId, type: 'integer' as const, text: `Item ${linkId}`, code: testCode(linkId), extension: [{ url: EXTRACT, valueCode: childMode }] })),
+        },
+      ],
+    };
+    await ok(await s.post('Questionnaire', q), 201);
+    return url;
+  }
+  const answers = (questionnaire: string, subject: string): QuestionnaireResponse => ({
+    resourceType: 'QuestionnaireResponse',
+    questionnaire,
+    status: 'completed',
+    subject: { reference: subject },
+    identifier: { system: 'urn:test', value: unique() },
+    item: [{ linkId: 'panel', item: [{ linkId: 'a', answer: [{ valueInteger: 1 }] }, { linkId: 'b', answer: [{ valueInteger: 2 }] }] }],
+  });
+
+  it('`component` items become components of one panel Observation, stored with the response', async () => {
+    const url = await storeQuestionnaire('component');
+    const qr = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', answers(url, await newPatient())), 201);
+    const observations = await observationsOf(s, qr.id!);
+    expect(observations).toHaveLength(1);
+    expect(observations[0].code.coding).toEqual(testCode('panel'));
+    expect(observations[0].component?.map((c) => [c.code.coding?.[0]?.code, c.valueInteger])).toEqual([
+      ['a', 1],
+      ['b', 2],
+    ]);
+    expect(hasLabels(observations[0])).toBe(true);
+  });
+
+  it('`member` is refused with 422 not-supported naming the item, and nothing is stored', async () => {
+    const url = await storeQuestionnaire('member');
+    const subject = await newPatient();
+    const before = await countData(t);
+    const outcome = expectOutcome(await s.post('QuestionnaireResponse', answers(url, subject)), 422);
+    expect(outcome.issue[0]).toMatchObject({ code: 'not-supported', expression: ["Questionnaire.item.where(linkId = 'a')"] });
+    expect(await countData(t)).toEqual(before);
+  });
+});
+
 describe('who answered', () => {
   it('records self-administered (source = the Patient) and clinician-administered', async () => {
     const subject = await newPatient();
