@@ -53,6 +53,27 @@ describe('score expressions: direct evaluation = the fhirpath engine', () => {
     expect(direct).toBeGreaterThan(300);
   });
 
+  /** The instrument with its questions inside one group (as a Questionnaire with sections has them), and a response to it. */
+  const grouped = (q: Questionnaire): Questionnaire => ({
+    ...q,
+    item: [{ linkId: 'section', type: 'group', item: questions(q) }, ...(q.item ?? []).filter((i) => i.type !== 'choice')],
+  });
+  const groupedResponse = (qr: QuestionnaireResponse): QuestionnaireResponse => ({ ...qr, item: [{ linkId: 'section', item: qr.item }] });
+
+  it.each(INSTRUMENTS)('%s with its questions inside a group: 150 random responses, evaluated directly, as the engine does', (id) => {
+    const q = instrument(id);
+    const nested = grouped(q);
+    const [score] = scoreItems(nested);
+    const next = random(id.length * 104729);
+    let direct = 0;
+    for (let n = 0; n < 150; n++) {
+      const qr = groupedResponse(randomResponse(q, next));
+      expect(evaluateScore(nested, qr, score)).toBe(evaluateScoreWithEngine(nested, qr, score));
+      if (evaluatesDirectly(nested, qr, score)) direct++;
+    }
+    expect(direct).toBe(150);
+  });
+
   describe('outside the plain case, the same result (from the engine)', () => {
     const q = instrument('pcl-5');
     const [score] = scoreItems(q);
@@ -72,7 +93,9 @@ describe('score expressions: direct evaluation = the fhirpath engine', () => {
       ['an answer without a value', (qr) => (qr.item![1].answer = [{}]), true],
       ['two answers to one item', (qr) => qr.item![1].answer!.push({ valueCoding: option('q2', 4) }), true],
       ['the same item twice (repeat() keeps one of equal items)', (qr) => qr.item!.push(structuredClone(qr.item![1])), false],
-      ['a scored item nested in a group', (qr) => (qr.item = [{ linkId: 'instructions', item: qr.item }]), false],
+      ['a scored item nested in an item the Questionnaire does not nest it in (weight() finds no item: an error)', (qr) => (qr.item = [{ linkId: 'instructions', item: qr.item }]), false],
+      ['a scored item nested in an item the Questionnaire does not have (an error)', (qr) => (qr.item = [{ linkId: 'nowhere', item: qr.item }]), false],
+      ['the same item at the top and again nested in another (repeat() drops equal items: the engine decides)', (qr) => qr.item!.push({ linkId: 'instructions', item: [structuredClone(qr.item![1])] }), false],
       ['a Coding carrying its own weight', (qr) => (qr.item![0].answer![0].valueCoding = { ...option('q1', 3), extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/itemWeight', valueDecimal: 9 }] }), false],
     ];
     /** The score, or the error's message. */
