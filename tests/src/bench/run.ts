@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { AutocannonRequest } from 'autocannon';
+import type { Bundle, Questionnaire } from '@medplum/fhirtypes';
 import { createPostgresDatabase } from '@tic/store/testing';
 import { createBenchClient } from './auth.ts';
 import { measureHttpCeiling, measurePgCeiling } from './ceilings.ts';
@@ -26,7 +27,7 @@ import type { Child } from './processes.ts';
 import { formatSummary, summarize } from './profile.ts';
 import { describeMachine, formatReport, loadNow } from './report.ts';
 import type { ApiResult, Report } from './report.ts';
-import { PCL5_URL, pcl5Response, scenarios } from './scenarios.ts';
+import { PCL5_PANEL_URL, PCL5_URL, pcl5PanelVariant, pcl5Response, scenarios } from './scenarios.ts';
 import type { Scenario, ScenarioState } from './scenarios.ts';
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
@@ -174,7 +175,21 @@ async function main(): Promise<void> {
 
     const results: ApiResult[] = [];
     measuringFrom = Date.now();
-    const all = scenarios(state).filter((s) => !options.only || options.only.includes(s.name));
+    const all = scenarios(state).filter((s) => (options.only ? options.only.includes(s.name) : !s.optIn));
+    if (screening.present && all.some((s) => s.name === 'PCL-5 response: scored intake (items as panel components)')) {
+      // Issue 5's option (b), measured only: the variant Questionnaire is stored for this run.
+      const res = await fetch(`${fhirBase}/Questionnaire?url=${encodeURIComponent(PCL5_URL)}`, { headers: { authorization: `Bearer ${await token()}` } });
+      const q = ((await res.json()) as Bundle<Questionnaire>).entry?.[0]?.resource;
+      if (!q) throw new Error('the PCL-5 Questionnaire is not on the server');
+      const stored = await fetch(`${fhirBase}/Questionnaire`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/fhir+json' },
+        body: JSON.stringify(pcl5PanelVariant(q)),
+      });
+      if (stored.status !== 201) throw new Error(`storing the PCL-5 panel variant answered ${stored.status}: ${await stored.text()}`);
+      state.pcl5Version = q.version;
+      notes.push(`PCL-5 panel variant (issue 5, option b, bench only): ${PCL5_PANEL_URL}|${q.version}, the 20 items inside one group extracted as components of a panel Observation.`);
+    }
     for (const s of all as Scenario[]) {
       if (s.name.startsWith('PCL-5') && !screening.present) continue;
       if (s.name === 'delete' && state.created.length === 0) state.created.push(...data.observations.slice(-Math.min(data.observations.length, 20_000)));

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AutocannonRequest } from 'autocannon';
-import type { Bundle, BundleEntry, QuestionnaireResponse } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, Questionnaire, QuestionnaireItem, QuestionnaireResponse } from '@medplum/fhirtypes';
 import { DATE_DAYS, DATE_START, FAMILIES, MRN_SYSTEM, observation, patient, RESPONSE_ID_SYSTEM } from './data.ts';
 import type { LoadedData } from './load.ts';
 import { repoRoot } from './processes.ts';
@@ -20,6 +20,8 @@ export interface Scenario {
   requests(token: string): AutocannonRequest[];
   /** Finite pool of work (delete): stop after this many requests. */
   amount?: () => number;
+  /** Runs only when BENCH_ONLY names it (a measurement for a decision, not a path the product has). */
+  optIn?: boolean;
 }
 
 export const PCL5_URL = 'https://tic-exchange.org/fhir/Questionnaire/pcl-5';
@@ -47,10 +49,49 @@ export function pcl5Response(subject: string): QuestionnaireResponse {
   return { ...qr, subject: { reference: subject } };
 }
 
+const OBSERVATION_EXTRACT = 'http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observationExtract';
+/** The bench-only PCL-5 variant whose items are extracted as components of one panel Observation. */
+export const PCL5_PANEL_URL = `${PCL5_URL}-bench-panel-components`;
+const PANEL_ITEMS = 'items';
+const isItemQuestion = (linkId: string) => /^q\d+$/.test(linkId);
+
+/**
+ * Issue 5's option (b), for measuring only (not shipped, not a reviewed instrument): the PCL-5
+ * Questionnaire with its 20 questions inside one group coded as the PCL-5 panel (the shipped
+ * Questionnaire's own code), extracted as an Observation whose components are the answers (SDC
+ * 4.0.0 `component`), instead of 20 Observations of their own. Scoring is unchanged (its expression
+ * walks `repeat(item)`); the total stays an Observation of its own.
+ */
+export function pcl5PanelVariant(q: Questionnaire): Questionnaire {
+  const items = q.item ?? [];
+  const questions = items.filter((i) => isItemQuestion(i.linkId)).map((i): QuestionnaireItem => ({
+    ...i,
+    extension: [...(i.extension ?? []).filter((e) => e.url !== OBSERVATION_EXTRACT), { url: OBSERVATION_EXTRACT, valueCode: 'component' }],
+  }));
+  const group: QuestionnaireItem = { linkId: PANEL_ITEMS, type: 'group', text: q.title, code: q.code, extension: [{ url: OBSERVATION_EXTRACT, valueBoolean: true }], item: questions };
+  const first = items.findIndex((i) => isItemQuestion(i.linkId));
+  const rest = items.filter((i) => !isItemQuestion(i.linkId));
+  rest.splice(first, 0, group);
+  const { id: _id, meta, ...copy } = q;
+  return { ...copy, meta: { tag: meta?.tag }, url: PCL5_PANEL_URL, name: `${q.name ?? 'PCL5'}BenchPanelComponents`, title: `${q.title ?? 'PCL-5'} (bench variant: items as panel components)`, item: rest };
+}
+
+/** The PCL-5 example response for the panel variant: its answers inside the group. */
+export function pcl5PanelResponse(subject: string, version: string): QuestionnaireResponse {
+  const qr = pcl5Response(subject);
+  const items = qr.item ?? [];
+  const first = items.findIndex((i) => isItemQuestion(i.linkId));
+  const rest = items.filter((i) => !isItemQuestion(i.linkId));
+  rest.splice(first, 0, { linkId: PANEL_ITEMS, item: items.filter((i) => isItemQuestion(i.linkId)) });
+  return { ...qr, questionnaire: `${PCL5_PANEL_URL}|${version}`, item: rest };
+}
+
 export interface ScenarioState {
   data: LoadedData;
   /** Observation ids created during the run (the delete scenario removes them). */
   created: string[];
+  /** The version of the PCL-5 Questionnaire on the server (the panel variant is stored with it). */
+  pcl5Version?: string;
 }
 
 export function scenarios(state: ScenarioState): Scenario[] {
@@ -85,6 +126,12 @@ export function scenarios(state: ScenarioState): Scenario[] {
     return JSON.stringify(qr);
   };
   const scoredTemplate = intakeTemplate(true);
+  // Made when the scenario starts: the variant is stored (with the server's PCL-5 version) after the scenarios are listed.
+  const panelTemplate = () => {
+    const qr = pcl5PanelResponse('Patient/SUBJECT', state.pcl5Version ?? '1.0.0');
+    qr.identifier = { system: RESPONSE_ID_SYSTEM, value: 'IDENTIFIER' };
+    return JSON.stringify(qr);
+  };
   const plainTemplate = intakeTemplate(false);
   let intakeNext = 0;
   const intakeBody = (template: string) => () => {
@@ -198,6 +245,18 @@ export function scenarios(state: ScenarioState): Scenario[] {
       rowsPerRequest: 1,
       description: 'POST the same response completed: validated, scored, its Observations written in the same transaction',
       requests: (token) => [{ method: 'POST', path: '/fhir/QuestionnaireResponse', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: intakeBody(scoredTemplate)() }) }],
+    },
+    {
+      name: 'PCL-5 response: scored intake (items as panel components)',
+      kind: 'create',
+      rowsPerRequest: 1,
+      description:
+        'the same response to a bench-only PCL-5 variant whose 20 items are extracted as components of one panel Observation (issue 5, option b): response, panel, score and protocol Task; the variant is stored through the API, so each intake also searches for it (a hosted instrument is resolved in memory)',
+      optIn: true,
+      requests: (token) => {
+        const body = intakeBody(panelTemplate());
+        return [{ method: 'POST', path: '/fhir/QuestionnaireResponse', headers: writeHeaders(token), setupRequest: (r) => ({ ...r, body: body() }) }];
+      },
     },
     {
       name: 'delete',
