@@ -46,11 +46,31 @@ export function indexInstruments(questionnaires: Questionnaire[]): InstrumentInd
   };
 }
 
+/**
+ * Stored Questionnaires already seen, by id and versionId: the same version is the same content, so
+ * the first copy is handed out again and the caches keyed by the Questionnaire object (its items by
+ * linkId, the score's item map, the response shapes validated) stay warm from one intake to the
+ * next instead of being rebuilt for every response (measured: 223 intakes/s for a stored PCL-5
+ * variant against 287/s for the same Questionnaire hosted). The search still runs on every intake,
+ * with the caller's visibility, so a new version or a Questionnaire the caller may not see is never
+ * served from here.
+ */
+const storedVersions = new Map<string, Questionnaire>();
+const MAX_STORED_VERSIONS = 500;
+
 /** The Questionnaire a canonical names: a hosted instrument, else one stored in the repository. */
 export async function resolveQuestionnaire(canonical: string, index: InstrumentIndex, repo?: ResourceRepository): Promise<Questionnaire | undefined> {
   const hosted = index.find(canonical);
   if (hosted || !repo) return hosted;
   const { url, version } = splitCanonical(canonical);
   const found = await repo.search<Questionnaire>('Questionnaire', version ? { url, version } : { url });
-  return indexInstruments(found).find(canonical);
+  const q = indexInstruments(found).find(canonical);
+  const versionId = q?.meta?.versionId;
+  if (!q?.id || !versionId) return q;
+  const key = `${q.id}/_history/${versionId}`;
+  const seen = storedVersions.get(key);
+  if (seen) return seen;
+  if (storedVersions.size >= MAX_STORED_VERSIONS) storedVersions.clear();
+  storedVersions.set(key, q);
+  return q;
 }

@@ -315,6 +315,18 @@ describe('SDC 4.0.0 extraction relationships in a Questionnaire a client stores'
     expect(hasLabels(observations[0])).toBe(true);
   });
 
+  it('a new version of a stored Questionnaire (same url and version) applies to the next response at once', async () => {
+    const url = await storeQuestionnaire('component');
+    const first = await ok<QuestionnaireResponse>(await s.post('QuestionnaireResponse', answers(url, await newPatient())), 201);
+    expect(await observationsOf(s, first.id!)).toHaveLength(1);
+    // The server keeps the stored Questionnaire it last saw per id and versionId: an update is a new versionId.
+    const stored = (await s.get(`Questionnaire?url=${encodeURIComponent(url)}`)).body as Bundle<Questionnaire>;
+    const q = stored.entry![0].resource!;
+    for (const child of q.item![0].item!) child.extension = [{ url: EXTRACT, valueCode: 'member' }];
+    await ok(await s.put(`Questionnaire/${q.id}`, q), 200);
+    expectOutcome(await s.post('QuestionnaireResponse', answers(url, await newPatient())), 422);
+  });
+
   it('`member` is refused with 422 not-supported naming the item, and nothing is stored', async () => {
     const url = await storeQuestionnaire('member');
     const subject = await newPatient();
