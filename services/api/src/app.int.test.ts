@@ -1,4 +1,7 @@
 // Smoke test of the composed API: auth, create/read with headers, refusal across organisations.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import request from 'supertest';
 import type { TestApi } from './testing.ts';
 import { createTestApi } from './testing.ts';
@@ -45,5 +48,22 @@ describe('api', () => {
     const count = await request(t.api.app).get(`/fhir/Patient?_id=${id}&_summary=count`).set('Authorization', a.auth);
     expect(count.body.total).toBe(1);
     expect(count.body.entry ?? []).toHaveLength(0);
+  });
+});
+
+describe('createTestApi', () => {
+  it('leaves no directory behind when the app does not start (and says why)', async () => {
+    // tmpdir() reads TMPDIR at each call: a private one shows exactly what this start created.
+    const own = mkdtempSync(join(tmpdir(), 'tic-test-tmpdir-'));
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = own;
+    try {
+      await expect(createTestApi({ env: { AUDIT_JOURNAL_SYNC_MS: 'soon' } })).rejects.toThrow('AUDIT_JOURNAL_SYNC_MS must be a number');
+      expect(readdirSync(own)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+      rmSync(own, { recursive: true, force: true });
+    }
   });
 });

@@ -57,6 +57,46 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
   // written there), removed on close. A DATA_DIR the caller passes in is the caller's to keep, e.g. to
   // start another app on the same data; it is neither replaced nor removed.
   const ownDataDir = options.env?.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), 'tic-test-data-')) : undefined;
+  const removeDirectories = () => {
+    rmSync(journalDir, { recursive: true, force: true });
+    if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
+  };
+  // A start that fails (an invalid configuration, a module that throws) leaves no database or directory behind.
+  const { api, pending, names } = await start(options, db, publicUrl, journalDir, ownDataDir).catch(async (e: unknown) => {
+    await db.drop().catch(() => undefined);
+    removeDirectories();
+    throw e;
+  });
+  const tokenUrl = `${publicUrl}/auth/token`;
+  return {
+    api,
+    db,
+    publicUrl,
+    async client(name, opts = {}) {
+      const p = pending.get(name);
+      if (!p) throw new Error(`No test client "${name}" (have ${names.join(', ')})`);
+      const scopes = opts.scopes ?? p.registration.scopes;
+      const assertion = await signClientAssertion({ clientId: p.registration.clientId, tokenUrl, privateJwk: p.jwk });
+      const res = await request(api.app).post('/auth/token').type('form').send(tokenRequestBody(assertion, scopes.join(' ')).toString());
+      if (res.status !== 200) throw new Error(`token request failed: ${res.status} ${JSON.stringify(res.body)}`);
+      const token = res.body.access_token as string;
+      return { clientId: p.registration.clientId, organization: p.registration.organization, token, auth: `Bearer ${token}` };
+    },
+    async close() {
+      try {
+        await api.close();
+        await db.drop();
+      } finally {
+        // Only now: api.close() has stopped the audit queue and closed its journal, so nothing of
+        // this app writes into these directories any more.
+        removeDirectories();
+      }
+    },
+  };
+}
+
+/** The app on its database, with the test clients' keys registered. */
+async function start(options: TestApiOptions, db: TestDatabase, publicUrl: string, journalDir: string, ownDataDir: string | undefined) {
   const config = loadConfig({
     PUBLIC_URL: publicUrl,
     ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}),
@@ -85,32 +125,7 @@ export async function createTestApi(options: TestApiOptions = {}): Promise<TestA
   }
   const logger = options.logger ?? pino({ level: 'silent' });
   const api = await createApi({ config, db: db.db, logger, modules: options.modules, clients: [...pending.values()].map((p) => p.registration) });
-  const tokenUrl = `${publicUrl}/auth/token`;
-  return {
-    api,
-    db,
-    publicUrl,
-    async client(name, opts = {}) {
-      const p = pending.get(name);
-      if (!p) throw new Error(`No test client "${name}" (have ${names.join(', ')})`);
-      const scopes = opts.scopes ?? p.registration.scopes;
-      const assertion = await signClientAssertion({ clientId: p.registration.clientId, tokenUrl, privateJwk: p.jwk });
-      const res = await request(api.app).post('/auth/token').type('form').send(tokenRequestBody(assertion, scopes.join(' ')).toString());
-      if (res.status !== 200) throw new Error(`token request failed: ${res.status} ${JSON.stringify(res.body)}`);
-      const token = res.body.access_token as string;
-      return { clientId: p.registration.clientId, organization: p.registration.organization, token, auth: `Bearer ${token}` };
-    },
-    async close() {
-      try {
-        await api.close();
-        await db.drop();
-      } finally {
-        // Only now: api.close() has stopped the audit queue and closed its journal, so nothing of
-        // this app writes into these directories any more.
-        rmSync(journalDir, { recursive: true, force: true });
-        if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
-      }
-    },
-  };
+  return { api, pending, names };
 }
+
 export { OPERATOR_ORGANIZATION } from './audit.ts';
