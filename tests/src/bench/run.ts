@@ -20,7 +20,7 @@ import { measure } from './measure.ts';
 import { cpuPerRequest, sampleCpu } from './cpu.ts';
 import type { CpuSample } from './cpu.ts';
 import { readOptions } from './options.ts';
-import { compareReadAudit } from './audit-comparison.ts';
+import { buildAuditEvents, compareReadAudit } from './audit-comparison.ts';
 import type { Side } from './audit-comparison.ts';
 import { startApi, stopAll } from './processes.ts';
 import type { Child } from './processes.ts';
@@ -68,14 +68,6 @@ async function stored(client: pg.Client): Promise<{ versions: number; audits: nu
        ((SELECT count(*) FROM resource WHERE resource_type = 'AuditEvent') + (SELECT count(*) FROM resource_version WHERE resource_type = 'AuditEvent'))::text AS a`,
   );
   return { versions: Number(r.rows[0].v), audits: Number(r.rows[0].a) };
-}
-
-/** Builds every queued AuditEvent (reading AuditEvent drains the audit log first); returns the time it took. */
-async function buildAuditEvents(fhirBase: string, token: string): Promise<number> {
-  const t0 = performance.now();
-  const res = await fetch(`${fhirBase}/AuditEvent?_count=1`, { headers: { authorization: `Bearer ${token}` } });
-  await res.arrayBuffer();
-  return performance.now() - t0;
 }
 
 /** Sends a scenario's first request once; says why when it is not answered with a 2xx. */
