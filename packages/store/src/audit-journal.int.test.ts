@@ -193,6 +193,32 @@ tick();
     await queue.stop();
   });
 
+  it('in the background, with a share: builds while busy, then waits until the builds have taken only that share of the time', async () => {
+    const journal = AuditJournal.open(dir);
+    const queue = new AuditQueue(db.db, { build, journal });
+    let idle = false;
+    // A clock that moves 10 ms each time it is read: the first build "takes" 10 ms, and at a share
+    // of 1 % the next may start 990 ms after it, far more than this test waits while busy.
+    let t = 0;
+    const now = () => (t += 10);
+    queue.start(20, (e) => {
+      throw e;
+    }, { idle: () => idle, maxBacklog: 100, share: () => 0.01, now });
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+    await queue.record(null, record(1));
+    await settle();
+    // Busy and under the bound, but within the share: built.
+    expect(await auditedResources(db)).toHaveLength(1);
+    await queue.record(null, record(2));
+    await settle();
+    // The budget is spent: waits, durable in the log.
+    expect(await auditedResources(db)).toHaveLength(1);
+    idle = true;
+    await settle();
+    expect(await auditedResources(db)).toHaveLength(2);
+    await queue.stop();
+  });
+
   it('refuses appends once closed', async () => {
     const journal = AuditJournal.open(dir);
     const queue = new AuditQueue(db.db, { build, journal });

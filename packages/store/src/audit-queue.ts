@@ -281,24 +281,39 @@ export class AuditQueue {
   }
 
   /**
-   * Every `intervalMs` until stop(): ships the journal, and turns queued records into AuditEvents
-   * while the process has time to spare (`idle()`, e.g. its event loop mostly waiting) or the
-   * backlog is over `maxBacklog` records. Under a saturating load the AuditEvents wait (the records
-   * are durable already); an auditor's search drains everything first (drainAll).
+   * Every `intervalMs` until stop(): ships the journal, and turns queued records into AuditEvents.
+   * While the process has time to spare (`idle()`, e.g. no request for a while) or more than
+   * `maxBacklog` records wait (default 100,000), they are built back to back. While it is busy
+   * they wait, durable already, or with `share` are built taking at most `share()` of the wall
+   * time (BuildBudget: after a build of d ms the next waits d × (1/share - 1) ms), so a saturating
+   * load keeps the rest for requests. An auditor's search drains everything first (drainAll).
    */
-  start(intervalMs = 200, onError: (e: unknown) => void = () => undefined, policy: { idle?: () => boolean; maxBacklog?: number } = {}): void {
+  start(
+    intervalMs = 200,
+    onError: (e: unknown) => void = () => undefined,
+    policy: { idle?: () => boolean; maxBacklog?: number; share?: () => number; now?: () => number } = {},
+  ): void {
     if (this.timer || this.immediate) return;
     this.stopped = false;
     const idle = policy.idle ?? (() => true);
     const maxBacklog = policy.maxBacklog ?? 100_000;
-    const tick = async (): Promise<boolean> => {
-      let more = (await this.ship()) >= this.journalBatch;
-      if (idle() || this.backlog > maxBacklog) more = (await this.drain()) >= this.drainBatch || more;
-      return more;
+    const share = policy.share;
+    const budget = new BuildBudget(policy.now);
+    // Resolves to how long to wait before the next tick: 0 when there is more to do at once.
+    const tick = async (): Promise<number> => {
+      const moreShipped = (await this.ship()) >= this.journalBatch;
+      if (idle() || this.backlog > maxBacklog) return (await this.drain()) >= this.drainBatch || moreShipped ? 0 : intervalMs;
+      if (!share) return moreShipped ? 0 : intervalMs;
+      if (budget.wait() > 0) return moreShipped ? 0 : Math.min(intervalMs, budget.wait());
+      const started = budget.now();
+      const drained = await this.drain();
+      budget.spent(started, share());
+      if (moreShipped) return 0;
+      return drained >= this.drainBatch ? Math.min(intervalMs, budget.wait()) : intervalMs;
     };
-    const schedule = (more: boolean) => {
+    const schedule = (delay: number) => {
       if (this.stopped) return;
-      if (more) {
+      if (delay <= 0) {
         // Go again once the event loop has polled: requests that arrived during this batch are
         // taken in first (and so seen by idle()), not left waiting behind the next batch.
         this.timer = undefined;
@@ -306,21 +321,20 @@ export class AuditQueue {
         this.immediate.unref();
         return;
       }
-      this.timer = setTimeout(run, intervalMs);
+      this.timer = setTimeout(run, delay);
       this.timer.unref();
     };
     const run = () => {
       if (this.stopped) return;
       tick().then(
-        // A full batch: there is more; go again at once.
-        (more) => schedule(more),
+        (delay) => schedule(delay),
         (e: unknown) => {
           onError(e);
-          schedule(false);
+          schedule(intervalMs);
         },
       );
     };
-    schedule(false);
+    schedule(intervalMs);
     if (this.journal) {
       // Files of processes that are gone: at start, then every minute (a sibling process on the same
       // directory may die while this one runs).
@@ -361,6 +375,32 @@ export class AuditQueue {
       const removed = await this.journal.close();
       if (removed.length > 0) await this.db.query('DELETE FROM audit_journal_mark WHERE journal = ANY($1::text[])', [removed]);
     }
+  }
+}
+
+/**
+ * How much of the wall time the AuditEvent build may take while the process is busy: after a
+ * build that took d ms at share s, the next may start d × (1/s - 1) ms after it ended, so builds
+ * take at most s of any stretch of time. s ≥ 1: no wait.
+ */
+export class BuildBudget {
+  private notBefore = 0;
+  readonly now: () => number;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.now = now;
+  }
+
+  /** Milliseconds until a build may start (0: now). */
+  wait(): number {
+    return Math.max(0, this.notBefore - this.now());
+  }
+
+  /** A build that started at `started` (this.now()) has just ended; `share` is what it may take. */
+  spent(started: number, share: number): void {
+    const end = this.now();
+    const s = Number.isFinite(share) ? Math.min(1, Math.max(share, 0.001)) : 1;
+    this.notBefore = end + (end - started) * (1 / s - 1);
   }
 }
 

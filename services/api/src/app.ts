@@ -20,7 +20,7 @@ import { installJobSchema } from '@tic/jobs';
 import type { ApiConfig } from './config.ts';
 import { readJsonFile } from './config.ts';
 import { auditAccess, auditEventsFor, auditRefusal, auditRowForRead, auditRowsForWrites } from './audit.ts';
-import { idleDetector } from './idle.ts';
+import { idleDetector, spareShare } from './idle.ts';
 import { validateOperation } from './operations/validate.ts';
 import { seedConformance } from './seed.ts';
 import { loadDemoData } from './demo.ts';
@@ -117,13 +117,19 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       ? AuditJournal.open(config.auditJournalDir, { syncMs: config.auditJournalSyncMs, onError: (e) => logger.error({ err: safeError(e) }, 'audit journal write or sync failed') })
       : undefined;
   const auditQueue = new AuditQueue(db, { build: auditEventsFor, commit: config.auditReadCommit === 'relaxed' ? 'relaxed' : undefined, journal });
-  // AuditEvents are built from the log when no request is in flight, or when the backlog grows past
-  // its bound; under a saturating load they wait, the records durable already (decision 0005).
+  // AuditEvents are built from the log back to back when no request is in flight; while requests
+  // are served, in the CPU time left spare and at least AUDIT_BUILD_SHARE of the wall time; under a
+  // saturating load the rest waits, durable already, up to AUDIT_BUILD_MAX_BACKLOG records
+  // (decisions 0005, 0012).
   // An API that does not audit reads exists only to measure the audit's cost beside one that does
   // (the benchmark; refused in production): it leaves the audit log to the other.
   // Idle (idle.ts): nothing in flight and nothing started at two ticks in a row.
   const requests = idleDetector();
-  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), { idle: () => requests.idle() });
+  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), {
+      idle: () => requests.idle(),
+      maxBacklog: config.auditBuildMaxBacklog,
+      share: config.auditBuildShare >= 1 ? () => 1 : spareShare(config.auditBuildShare),
+    });
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {

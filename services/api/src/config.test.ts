@@ -31,4 +31,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ AUDIT_READ_COMMIT: 'sync' }).auditReadCommit).toBe('sync');
     expect(() => loadConfig({ AUDIT_READ_COMMIT: 'later' })).toThrow(/auditReadCommit/);
   });
+  it('limits the AuditEvent build while busy to a share of the time, up to a backlog bound', () => {
+    expect(loadConfig({}).auditBuildShare).toBe(0.03);
+    expect(loadConfig({}).auditBuildMaxBacklog).toBe(1_000_000);
+    expect(loadConfig({ AUDIT_BUILD_SHARE: '0.1', AUDIT_BUILD_MAX_BACKLOG: '5000' })).toMatchObject({ auditBuildShare: 0.1, auditBuildMaxBacklog: 5000 });
+    expect(loadConfig({ AUDIT_BUILD_SHARE: '1' }).auditBuildShare).toBe(1);
+    expect(() => loadConfig({ AUDIT_BUILD_SHARE: '0' })).toThrow(/auditBuildShare/);
+    expect(() => loadConfig({ AUDIT_BUILD_SHARE: '1.5' })).toThrow(/auditBuildShare/);
+    expect(() => loadConfig({ AUDIT_BUILD_SHARE: 'some' })).toThrow(/AUDIT_BUILD_SHARE must be a number/);
+    expect(() => loadConfig({ AUDIT_BUILD_MAX_BACKLOG: '2.5' })).toThrow(/auditBuildMaxBacklog/);
+  });
 });

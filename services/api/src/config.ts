@@ -48,6 +48,14 @@ export interface ApiConfig {
    * response (group commit), so that not even a machine crash loses a record.
    */
   auditJournalSyncMs: number;
+  /**
+   * The share of wall time (0-1] that building AuditEvents from the audit log takes at least while
+   * the API is busy (default 0.03): more as the CPU has time to spare, everything when the API is
+   * idle. 1: no limit.
+   */
+  auditBuildShare: number;
+  /** Records waiting to become AuditEvents past which they are built without that limit (default 1,000,000). */
+  auditBuildMaxBacklog: number;
   /** Delivery attempts of a referral before the Task is marked "delivery failed". */
   referralMaxAttempts: number;
   /** Run the job worker in this process (PostgreSQL only); WORKER=off when it runs separately. */
@@ -62,7 +70,7 @@ export interface ApiConfig {
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['port', 'host', 'publicUrl', 'dataDir', 'auditJournalDir', 'auditJournalSyncMs', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts', 'worker'],
+  required: ['port', 'host', 'publicUrl', 'dataDir', 'auditJournalDir', 'auditJournalSyncMs', 'auditBuildShare', 'auditBuildMaxBacklog', 'poolSize', 'environment', 'logLevel', 'demoData', 'auth', 'shutdownTimeoutMs', 'referralMaxAttempts', 'worker'],
   properties: {
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     host: { type: 'string', minLength: 1 },
@@ -94,6 +102,8 @@ const schema = {
     auditReadCommit: { enum: ['journal', 'relaxed', 'sync'] },
     auditJournalDir: { type: 'string', minLength: 1 },
     auditJournalSyncMs: { type: 'integer', minimum: 0, maximum: 10000 },
+    auditBuildShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    auditBuildMaxBacklog: { type: 'integer', minimum: 0 },
     worker: { type: 'boolean' },
     referralTargetsFile: { type: 'string' },
     referralCredentialsFile: { type: 'string' },
@@ -103,7 +113,8 @@ const schema = {
 
 const validate = new Ajv({ allErrors: true, useDefaults: false }).compile<ApiConfig>(schema);
 
-function int(v: string | undefined, name: string): number | undefined {
+/** A number from the environment (the schema says which are integers and their bounds). */
+function num(v: string | undefined, name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
   if (!Number.isFinite(n)) throw new Error(`${name} must be a number, got "${v}"`);
@@ -117,7 +128,7 @@ function bool(v: string | undefined): boolean | undefined {
 
 /** Builds and validates the configuration from environment variables (see README, Configuration). */
 export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConfig {
-  const port = int(env.PORT, 'PORT') ?? 8080;
+  const port = num(env.PORT, 'PORT') ?? 8080;
   const environment = env.TIC_ENV === 'production' || env.NODE_ENV === 'production' ? 'production' : 'development';
   const databaseUrl = env.DATABASE_URL || undefined;
   const dataDir = resolve(cwd, env.DATA_DIR ?? 'data');
@@ -127,7 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     databaseUrl,
     dataDir,
-    poolSize: int(env.PG_POOL_SIZE, 'PG_POOL_SIZE') ?? 20,
+    poolSize: num(env.PG_POOL_SIZE, 'PG_POOL_SIZE') ?? 20,
     environment,
     logLevel: (env.LOG_LEVEL as ApiConfig['logLevel']) ?? 'info',
     demoData: bool(env.DEMO_DATA) ?? !databaseUrl,
@@ -137,20 +148,22 @@ export function loadConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): ApiConf
       externalIssuer: env.AUTH_EXTERNAL_ISSUER,
       externalAudience: env.AUTH_EXTERNAL_AUDIENCE,
       externalJwksUrl: env.AUTH_EXTERNAL_JWKS_URL,
-      rateLimitPerSecond: int(env.RATE_LIMIT_PER_SECOND, 'RATE_LIMIT_PER_SECOND'),
-      rateLimitBurst: int(env.RATE_LIMIT_BURST, 'RATE_LIMIT_BURST'),
+      rateLimitPerSecond: num(env.RATE_LIMIT_PER_SECOND, 'RATE_LIMIT_PER_SECOND'),
+      rateLimitBurst: num(env.RATE_LIMIT_BURST, 'RATE_LIMIT_BURST'),
     },
     screeningConfigFile: env.SCREENING_CONFIG_FILE,
-    shutdownTimeoutMs: int(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
-    referralMaxAttempts: int(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
+    shutdownTimeoutMs: num(env.SHUTDOWN_TIMEOUT_MS, 'SHUTDOWN_TIMEOUT_MS') ?? 10_000,
+    referralMaxAttempts: num(env.REFERRAL_MAX_ATTEMPTS, 'REFERRAL_MAX_ATTEMPTS') ?? 8,
     auditReads: bool(env.AUDIT_READS) ?? true,
     auditReadCommit: (env.AUDIT_READ_COMMIT ?? 'journal') as ApiConfig['auditReadCommit'],
     auditJournalDir: resolve(cwd, env.AUDIT_JOURNAL_DIR ?? resolve(dataDir, 'audit-journal')),
-    auditJournalSyncMs: int(env.AUDIT_JOURNAL_SYNC_MS, 'AUDIT_JOURNAL_SYNC_MS') ?? 100,
+    auditJournalSyncMs: num(env.AUDIT_JOURNAL_SYNC_MS, 'AUDIT_JOURNAL_SYNC_MS') ?? 100,
+    auditBuildShare: num(env.AUDIT_BUILD_SHARE, 'AUDIT_BUILD_SHARE') ?? 0.03,
+    auditBuildMaxBacklog: num(env.AUDIT_BUILD_MAX_BACKLOG, 'AUDIT_BUILD_MAX_BACKLOG') ?? 1_000_000,
     worker: !['off', 'false', '0', 'no'].includes((env.WORKER ?? '').trim().toLowerCase()),
     referralTargetsFile: env.REFERRAL_TARGETS_FILE,
     referralCredentialsFile: env.REFERRAL_CREDENTIALS_FILE,
-    referralPollIntervalMs: int(env.REFERRAL_POLL_INTERVAL_MS, 'REFERRAL_POLL_INTERVAL_MS'),
+    referralPollIntervalMs: num(env.REFERRAL_POLL_INTERVAL_MS, 'REFERRAL_POLL_INTERVAL_MS'),
   };
   for (const k of Object.keys(config.auth) as Array<keyof ApiConfig['auth']>) if (config.auth[k] === undefined) delete config.auth[k];
   for (const k of Object.keys(config) as Array<keyof ApiConfig>) if (config[k] === undefined) delete config[k];

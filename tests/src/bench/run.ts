@@ -290,9 +290,9 @@ async function main(): Promise<void> {
       log(`  by thread, µs per read: audited ${byThread(c.audited)}; not audited ${byThread(c.plain)}`);
       const perRead = c.deferred.reads > 0 ? (c.deferred.ms * 1000) / c.deferred.reads : 0;
       notes.push(
-        `Deferred audit work: building the AuditEvents of the audited API's ${c.deferred.reads.toLocaleString('en')} measured reads afterwards took ${Math.round(c.deferred.ms).toLocaleString('en')} ms in all (of which ${Math.round(c.deferred.checkpointMs).toLocaleString('en')} ms writing out the pages it dirtied: a CHECKPOINT; ${perRead.toFixed(0)} µs of wall time per read, API and PostgreSQL together; at ${Math.round(c.audited.rps).toLocaleString('en')} reads/s sustained without pause that work would need ${((perRead * c.audited.rps) / 1e4).toFixed(0)} % of one core).`,
+        `Deferred audit work: ${c.deferred.left.toLocaleString('en')} of the audited API's ${c.deferred.reads.toLocaleString('en')} measured reads were not yet AuditEvents when their round ended (the rest were built during the rounds, within AUDIT_BUILD_SHARE: ${process.env.AUDIT_BUILD_SHARE ?? 'default'}); building them afterwards took ${Math.round(c.deferred.ms).toLocaleString('en')} ms in all (of which ${Math.round(c.deferred.checkpointMs).toLocaleString('en')} ms writing out the pages it dirtied: a CHECKPOINT; ${perRead.toFixed(0)} µs of wall time per measured read, ${c.deferred.left > 0 ? ((c.deferred.ms * 1000) / c.deferred.left).toFixed(0) : '-'} µs per record left, API and PostgreSQL together; at ${Math.round(c.audited.rps).toLocaleString('en')} reads/s sustained without pause that work would need ${((perRead * c.audited.rps) / 1e4).toFixed(0)} % of one core).`,
       );
-      log(`  AuditEvents for ${c.deferred.reads} reads built afterwards in ${Math.round(c.deferred.ms)} ms (checkpoints ${Math.round(c.deferred.checkpointMs)} ms; ${perRead.toFixed(0)} µs per read)`);
+      log(`  AuditEvents for ${c.deferred.left} of ${c.deferred.reads} reads built afterwards in ${Math.round(c.deferred.ms)} ms (checkpoints ${Math.round(c.deferred.checkpointMs)} ms; ${perRead.toFixed(0)} µs per read)`);
     }
 
     await counter.end();
