@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     }
     {
       notes.push(
-        'Audit: every request writes a compact audit record — a write in its own statement, a read, search or refusal in the local audit journal before the response (decision 0005); AuditEvent resources are built from the records later (when the API is idle, past a backlog bound, or when AuditEvent is read), one per client, interaction and outcome per batch, so "versions stored/req" counts few AuditEvents (in brackets).',
+        'Audit: every request writes a compact audit record — a write in its own statement, a read, search or refusal in the local audit journal before the response (decision 0005); AuditEvent resources are built from the records later (while busy within AUDIT_BUILD_SHARE of the time, decision 0012; the rest when the API is idle, past a backlog bound, or when AuditEvent is read), one per client, interaction and outcome per batch, so "versions stored/req" counts few AuditEvents (in brackets).',
       );
     }
 
