@@ -125,11 +125,13 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   // (the benchmark; refused in production): it leaves the audit log to the other.
   // Idle (idle.ts): nothing in flight and nothing started at two ticks in a row.
   const requests = idleDetector();
-  if (config.auditReads) auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), {
+  if (config.auditReads) {
+    auditQueue.start(200, (e) => logger.error({ err: safeError(e) }, 'audit queue drain failed'), {
       idle: () => requests.idle(),
       maxBacklog: config.auditBuildMaxBacklog,
       share: config.auditBuildShare >= 1 ? () => 1 : spareShare(config.auditBuildShare),
     });
+  }
   const capabilityDate = new Date().toISOString();
   let capability: ReturnType<typeof buildCapabilityStatement> | undefined;
   const authorize = (ctx: RequestContext, resourceType: string, interaction: Interaction) => {
