@@ -193,6 +193,44 @@ tick();
     await queue.stop();
   });
 
+  it("counts the writes' audit rows it is told of (noteQueued) towards the backlog bound, and forgets the count once the log is empty", async () => {
+    const journal = AuditJournal.open(dir);
+    const queue = new AuditQueue(db.db, { build, journal });
+    let idle = false;
+    queue.start(20, (e) => {
+      throw e;
+    }, { idle: () => idle, maxBacklog: 5 });
+    const settle = () => new Promise((r) => setTimeout(r, 300));
+    // A write's row, committed with the write (as write.ts does), weighing its 4 resources.
+    const writeRow = (i: number) =>
+      db.db.query('INSERT INTO audit_queue (owner_org, content, records) VALUES (NULL, $1, 4)', [JSON.stringify({ ...record(i), interaction: 'create', action: 'C', resources: [`Observation/w${i}`] })]);
+    await writeRow(1);
+    await settle();
+    // Busy, and the queue was not told: it does not know the backlog, so nothing is built.
+    expect(await auditedResources(db)).toEqual([]);
+    await writeRow(2);
+    queue.noteQueued(4);
+    queue.noteQueued(4);
+    await settle();
+    // Told of 8 records (> 5): built although busy, both rows.
+    expect(await auditedResources(db)).toEqual(['Observation/w1', 'Observation/w2']);
+    expect(queue.backlog).toBe(0);
+    // A write told of but rolled back leaves nothing in the log: the first drain that finds the
+    // log empty sets the count back, so a later small backlog is not mistaken for a large one.
+    queue.noteQueued(4);
+    queue.noteQueued(4);
+    await queue.drain();
+    expect(queue.backlog).toBe(0);
+    await writeRow(3);
+    queue.noteQueued(4);
+    await settle();
+    expect(await auditedResources(db)).toHaveLength(2);
+    idle = true;
+    await settle();
+    expect(await auditedResources(db)).toHaveLength(3);
+    await queue.stop();
+  });
+
   it('in the background, with a share: builds while busy, then waits until the builds have taken only that share of the time', async () => {
     const journal = AuditJournal.open(dir);
     const queue = new AuditQueue(db.db, { build, journal });

@@ -106,6 +106,7 @@ export class AuditQueue {
   private shipping: Promise<number> | undefined;
   private recovering: Promise<void> | undefined;
   private shippedRecords = 0;
+  private queuedRecords = 0;
   private drainedRecords = 0;
   private stopped = false;
 
@@ -169,26 +170,33 @@ export class AuditQueue {
     while ((await this.drain()) > 0);
   }
 
-  /** Journal records shipped by this process and not yet drained by it (an estimate across replicas). */
+  /**
+   * Records this process queued (journal shipments, and the writes' rows it was told of with
+   * noteQueued) and not yet drained by it: an estimate across replicas, set back to 0 whenever a
+   * drain finds the log empty (a write rolled back after noteQueued is counted until then).
+   */
   get backlog(): number {
-    return Math.max(0, this.shippedRecords - this.drainedRecords);
+    return Math.max(0, this.shippedRecords + this.queuedRecords - this.drainedRecords);
+  }
+
+  /** Records queued outside this queue (a write's audit rows, in its transaction), for the backlog. */
+  noteQueued(records: number): void {
+    this.queuedRecords += records;
   }
 
   private async drainOnce(): Promise<number> {
-    const n = await this.db.transaction(async (tx): Promise<{ records: number; shipped: number }> => {
+    const records = await this.db.transaction(async (tx): Promise<number> => {
       const taken = await tx.query<{ owner_org: string | null; content: string; records: number }>(this.drainSql, [], { prepare: true });
-      if (taken.rows.length === 0) return { records: 0, shipped: 0 };
+      if (taken.rows.length === 0) return 0;
       const byOwner = new Map<string | null, unknown[]>();
       const rows: CompanionRow[] = [];
       let records = 0;
-      let shipped = 0;
       for (const r of taken.rows) {
         records += r.records;
         const parsed = JSON.parse(r.content) as Record<string, unknown> | Array<[string | null, unknown]>;
         if (Array.isArray(parsed)) {
           // A journal shipment: [owner, record] pairs.
           for (const [owner, record] of parsed) addTo(byOwner, owner, record);
-          shipped += parsed.length;
           continue;
         }
         // Rows queued before the compact record (whole AuditEvents) are stored as they are.
@@ -202,10 +210,11 @@ export class AuditQueue {
         for (const event of this.build(list, owner)) rows.push(newResourceRow(ownerCtx(owner), event));
       }
       await insertNewResources(tx, rows);
-      return { records, shipped };
+      return records;
     });
-    this.drainedRecords += n.shipped;
-    return n.records;
+    this.drainedRecords += records;
+    if (records === 0) this.drainedRecords = this.shippedRecords + this.queuedRecords;
+    return records;
   }
 
   /**

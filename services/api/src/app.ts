@@ -91,6 +91,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
   // `now` is passed explicitly: createAuth spreads an undefined `now` over the rate limiter's default.
   const auth = await createAuth(authConfigFrom(config, deps.clients ?? []), { jtiStore, logger, now: Date.now });
 
+  const writeAudits: { queue?: AuditQueue } = {};
   const operations: FhirOperation[] = [validateOperation(validator), ...modules.flatMap((m) => m.operations ?? [])];
   const services: Omit<RepositoryServices, 'modules'> = {
     validate: (r) => {
@@ -104,7 +105,13 @@ export async function createApi(deps: AppDeps): Promise<Api> {
         throw badRequest('The resource is malformed and could not be validated');
       }
     },
-    audit: auditRowsForWrites,
+    // A write's audit rows are committed with it; the queue (once started) counts them towards its
+    // backlog. Writes before it exists are the server's own (seeding), which are not audited.
+    audit: (writes) => {
+      const rows = auditRowsForWrites(writes);
+      writeAudits.queue?.noteQueued(rows.reduce((n, r) => n + (r.records ?? 1), 0));
+      return rows;
+    },
   };
   const systemRepository = () => new Repository(db, { system: true, baseUrl }, { ...services, modules });
   await seedConformance(systemRepository(), conformance, logger);
@@ -117,6 +124,7 @@ export async function createApi(deps: AppDeps): Promise<Api> {
       ? AuditJournal.open(config.auditJournalDir, { syncMs: config.auditJournalSyncMs, onError: (e) => logger.error({ err: safeError(e) }, 'audit journal write or sync failed') })
       : undefined;
   const auditQueue = new AuditQueue(db, { build: auditEventsFor, commit: config.auditReadCommit === 'relaxed' ? 'relaxed' : undefined, journal });
+  writeAudits.queue = auditQueue;
   // AuditEvents are built from the log back to back when no request is in flight; while requests
   // are served, in the CPU time left spare and at least AUDIT_BUILD_SHARE of the wall time; under a
   // saturating load the rest waits, durable already, up to AUDIT_BUILD_MAX_BACKLOG records
