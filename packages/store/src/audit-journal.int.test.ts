@@ -165,14 +165,18 @@ tick();
     await queue.stop();
   });
 
-  it('in the background: ships every tick, builds AuditEvents only when idle or past the backlog bound', async () => {
-    const journal = AuditJournal.open(dir);
-    const queue = new AuditQueue(db.db, { build, journal });
-    let idle = false;
+  /** A queue on a new journal, started in the background every 20 ms with `policy`, busy until told. */
+  const inBackground = (policy: { maxBacklog: number; share?: () => number; now?: () => number }) => {
+    const queue = new AuditQueue(db.db, { build, journal: AuditJournal.open(dir) });
+    const state = { idle: false };
     queue.start(20, (e) => {
       throw e;
-    }, { idle: () => idle, maxBacklog: 5 });
-    const settle = () => new Promise((r) => setTimeout(r, 300));
+    }, { idle: () => state.idle, ...policy });
+    return { queue, state, settle: () => new Promise((r) => setTimeout(r, 300)) };
+  };
+
+  it('in the background: ships every tick, builds AuditEvents only when idle or past the backlog bound', async () => {
+    const { queue, state, settle } = inBackground({ maxBacklog: 5 });
     const queued = async () => Number((await db.db.query<{ n: string | null }>('SELECT sum(records) AS n FROM audit_queue')).rows[0]!.n ?? 0);
     for (const i of [1, 2, 3]) await queue.record(null, record(i));
     await settle();
@@ -187,20 +191,14 @@ tick();
     await queue.record(null, record(7));
     await settle();
     expect(await auditedResources(db)).toHaveLength(6);
-    idle = true;
+    state.idle = true;
     await settle();
     expect(await auditedResources(db)).toHaveLength(7);
     await queue.stop();
   });
 
   it("counts the writes' audit rows it is told of (noteQueued) towards the backlog bound, and forgets the count once the log is empty", async () => {
-    const journal = AuditJournal.open(dir);
-    const queue = new AuditQueue(db.db, { build, journal });
-    let idle = false;
-    queue.start(20, (e) => {
-      throw e;
-    }, { idle: () => idle, maxBacklog: 5 });
-    const settle = () => new Promise((r) => setTimeout(r, 300));
+    const { queue, state, settle } = inBackground({ maxBacklog: 5 });
     // A write's row, committed with the write (as write.ts does), weighing its 4 resources.
     const writeRow = (i: number) =>
       db.db.query('INSERT INTO audit_queue (owner_org, content, records) VALUES (NULL, $1, 4)', [JSON.stringify({ ...record(i), interaction: 'create', action: 'C', resources: [`Observation/w${i}`] })]);
@@ -225,24 +223,18 @@ tick();
     queue.noteQueued(4);
     await settle();
     expect(await auditedResources(db)).toHaveLength(2);
-    idle = true;
+    state.idle = true;
     await settle();
     expect(await auditedResources(db)).toHaveLength(3);
     await queue.stop();
   });
 
   it('in the background, with a share: builds while busy, then waits until the builds have taken only that share of the time', async () => {
-    const journal = AuditJournal.open(dir);
-    const queue = new AuditQueue(db.db, { build, journal });
-    let idle = false;
     // A clock that moves 10 ms each time it is read: the first build "takes" 10 ms, and at a share
     // of 1 % the next may start 990 ms after it, far more than this test waits while busy.
     let t = 0;
     const now = () => (t += 10);
-    queue.start(20, (e) => {
-      throw e;
-    }, { idle: () => idle, maxBacklog: 100, share: () => 0.01, now });
-    const settle = () => new Promise((r) => setTimeout(r, 300));
+    const { queue, state, settle } = inBackground({ maxBacklog: 100, share: () => 0.01, now });
     await queue.record(null, record(1));
     await settle();
     // Busy and under the bound, but within the share: built.
@@ -251,7 +243,7 @@ tick();
     await settle();
     // The budget is spent: waits, durable in the log.
     expect(await auditedResources(db)).toHaveLength(1);
-    idle = true;
+    state.idle = true;
     await settle();
     expect(await auditedResources(db)).toHaveLength(2);
     await queue.stop();
